@@ -1,0 +1,4 @@
+"""Differentiable kernels (C++/CUDA) with pure-PyTorch references in :mod:`occrecon.ops.reference`."""
+from .neighbour import decode_offset, neighbour_loss, neighbour_min
+
+__all__ = ["neighbour_min", "neighbour_loss", "decode_offset"]
