@@ -116,6 +116,11 @@ PYBIND11_MODULE(_C, mod) {
     info["with_cuda"] = false;
 #endif
     info["cuda_archs"] = OCCRECON_CUDA_ARCHS;
+#ifdef OCCRECON_OPENMP
+    info["openmp"] = true;  // CPU kernels run on torch's intra-op threads
+#else
+    info["openmp"] = false;
+#endif
     info["compiler"] = OCCRECON_COMPILER;
     return info;
   });

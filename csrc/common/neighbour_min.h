@@ -56,7 +56,7 @@ OCC_HD int32_t nm_offset_index(int dy, int dx, int k) {
 template <int NC, typename scalar_t>
 OCC_HD void neighbour_min_pixel(const scalar_t* __restrict__ target,  // C x H x W of one image
                                 const scalar_t* __restrict__ render,  // C x H x W of one image
-                                const bool* __restrict__ region,      // H x W of one image, or nullptr
+                                const uint8_t* __restrict__ region,   // H x W of one image (bool as 0/1 bytes), or nullptr
                                 int C, int H, int W, int k, int y, int x,
                                 scalar_t* __restrict__ out_d2, int32_t* __restrict__ out_idx) {
   const int r = k / 2;
@@ -72,7 +72,7 @@ OCC_HD void neighbour_min_pixel(const scalar_t* __restrict__ target,  // C x H x
       if (qx < 0 || qx >= W) continue;
       const int64_t q = static_cast<int64_t>(qy) * W + qx;
       nm_min_update(nm_sq_dist<NC>(target, render, C, plane, p, q), nm_offset_index(dy, dx, k),
-                    region == nullptr || region[q], best, best_idx);
+                    region == nullptr || region[q] != 0, best, best_idx);
     }
   }
   *out_d2 = best;

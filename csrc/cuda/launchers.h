@@ -9,7 +9,7 @@
 namespace occ::cuda {
 
 template <typename scalar_t>
-cudaError_t launch_neighbour_min_forward(const scalar_t* target, const scalar_t* render, const bool* region,
+cudaError_t launch_neighbour_min_forward(const scalar_t* target, const scalar_t* render, const uint8_t* region,
                                          int64_t B, int C, int H, int W, int k, scalar_t* d2, int32_t* idx,
                                          cudaStream_t stream);
 

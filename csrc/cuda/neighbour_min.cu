@@ -8,7 +8,7 @@ namespace {
 
 template <int NC, typename scalar_t>
 __global__ void neighbour_min_forward_kernel(const scalar_t* __restrict__ target, const scalar_t* __restrict__ render,
-                                             const bool* __restrict__ region, int64_t B, int C, int H, int W, int k,
+                                             const uint8_t* __restrict__ region, int64_t B, int C, int H, int W, int k,
                                              scalar_t* __restrict__ d2, int32_t* __restrict__ idx) {
   const int64_t plane = static_cast<int64_t>(H) * W;
   const int64_t n = B * plane;
@@ -43,7 +43,7 @@ __global__ void neighbour_min_backward_kernel(const scalar_t* __restrict__ grad_
 }  // namespace
 
 template <typename scalar_t>
-cudaError_t launch_neighbour_min_forward(const scalar_t* target, const scalar_t* render, const bool* region,
+cudaError_t launch_neighbour_min_forward(const scalar_t* target, const scalar_t* render, const uint8_t* region,
                                          int64_t B, int C, int H, int W, int k, scalar_t* d2, int32_t* idx,
                                          cudaStream_t stream) {
   const int64_t n = B * H * static_cast<int64_t>(W);
@@ -69,7 +69,7 @@ cudaError_t launch_neighbour_min_backward(const scalar_t* grad_d2, const scalar_
 }
 
 #define OCC_INSTANTIATE(T)                                                                                      \
-  template cudaError_t launch_neighbour_min_forward<T>(const T*, const T*, const bool*, int64_t, int, int, int, \
+  template cudaError_t launch_neighbour_min_forward<T>(const T*, const T*, const uint8_t*, int64_t, int, int, int, \
                                                        int, T*, int32_t*, cudaStream_t);                        \
   template cudaError_t launch_neighbour_min_backward<T>(const T*, const T*, const T*, const int32_t*, int64_t, \
                                                         int, int, int, int, T*, T*, cudaStream_t);

@@ -27,7 +27,7 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_forward(const at::Tensor& targe
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(target.scalar_type(), "neighbour_min_forward_cuda", [&] {
     check(launch_neighbour_min_forward<scalar_t>(target.const_data_ptr<scalar_t>(), render.const_data_ptr<scalar_t>(),
-                                                 region.defined() ? region.const_data_ptr<bool>() : nullptr, B, C, H,
+                                                 region.defined() ? reinterpret_cast<const uint8_t*>(region.const_data_ptr<bool>()) : nullptr, B, C, H,
                                                  W, static_cast<int>(k), d2.mutable_data_ptr<scalar_t>(),
                                                  idx.mutable_data_ptr<int32_t>(), stream),
           "neighbour_min forward");
