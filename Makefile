@@ -1,0 +1,43 @@
+# occrecon developer entry points. On a fresh machine `make demo` or `make test` does all set-up:
+# a local virtual environment (.venv) with the pinned CPU toolchain, then the extension build.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+NVCC   ?= nvcc
+CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
+
+.PHONY: demo test install bench bench-smoke cuda-check clean
+
+$(BIN)/.deps-installed: requirements/cpu.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements/cpu.txt
+	touch $@
+
+# Incremental: the CMake/ninja build dir (build/) is kept, so an unchanged tree rebuilds nothing.
+install: $(BIN)/.deps-installed
+	$(BIN)/pip install --disable-pip-version-check -q --no-build-isolation -e .
+
+demo: install
+	$(BIN)/occrecon demo
+
+test: install
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/pytest benchmarks --benchmark-columns=median,iqr,rounds --benchmark-sort=name
+
+bench-smoke: install
+	OCCRECON_BENCH_SMOKE=1 $(BIN)/pytest benchmarks -q --benchmark-disable
+
+# Compile-check every CUDA source (torch-free by design) for sm_80 and sm_90; a compile error fails.
+cuda-check:
+	@if command -v $(NVCC) >/dev/null 2>&1; then \
+	  tmp=$$(mktemp -d); status=0; \
+	  for f in csrc/cuda/*.cu; do \
+	    echo "nvcc $$f"; \
+	    $(NVCC) -std=c++20 -O2 -Icsrc $(CUDA_GENCODE) -c $$f -o $$tmp/out.o || status=1; \
+	  done; rm -rf $$tmp; exit $$status; \
+	else echo "nvcc not found: CUDA compile check skipped"; fi
+
+clean:
+	rm -rf build demo_out .pytest_cache .benchmarks

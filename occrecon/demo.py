@@ -1,0 +1,97 @@
+"""Demo of the neighbourhood-min loss on a real face photo.
+
+The "render" is the same photo shifted by a few pixels and partly covered by an occluder (sunglasses). A plain
+per-pixel distance (k = 1) punishes the whole misaligned face; the neighbourhood-min distance (k = 5) forgives
+the shift and leaves only the occluder, which is what lets the segmentation network single out occlusions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import assets
+from .ops import neighbour_loss, neighbour_min
+
+__all__ = ["run_neighbour_demo", "crop_face"]
+
+SIZE = 224
+SHIFT = (2, -3)  # (dy, dx) of the misaligned "render", pixels
+OCCLUDER = "sunglasses_noto.png"  # Apache-2.0 (Noto Emoji), see the occluders' README
+
+
+def crop_face(image: Image.Image, points5: np.ndarray, size: int = SIZE) -> Image.Image:
+    """Square crop centred on the 5 points (eyes, nose, mouth corners), scaled to ``size``."""
+    centre = points5.mean(axis=0)
+    eyes = points5[:2].mean(axis=0)
+    mouth = points5[3:].mean(axis=0)
+    half = 1.7 * max(np.linalg.norm(points5[0] - points5[1]), np.linalg.norm(mouth - eyes))
+    box = (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
+    return image.convert("RGB").resize((size, size), Image.BILINEAR, box=tuple(float(v) for v in box))
+
+
+def _paste_occluder(render: np.ndarray, occluder: Image.Image, eyes_y: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha-composite the occluder over the eye band; returns the image and the occluder's alpha (H, W)."""
+    h, w, _ = render.shape
+    ow = int(0.8 * w)
+    oh = max(1, round(occluder.height * ow / occluder.width))
+    occ = np.asarray(occluder.convert("RGBA").resize((ow, oh), Image.BILINEAR), dtype=np.float32) / 255.0
+    y0, x0 = max(0, eyes_y - oh // 2), (w - ow) // 2
+    y1 = min(h, y0 + oh)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    alpha[y0:y1, x0:x0 + ow] = occ[: y1 - y0, :, 3]
+    rgb = np.zeros_like(render)
+    rgb[y0:y1, x0:x0 + ow] = occ[: y1 - y0, :, :3]
+    return render * (1 - alpha[..., None]) + rgb * alpha[..., None], alpha
+
+
+def _heat(values: np.ndarray, vmax: float) -> np.ndarray:
+    """Map (H, W) values in [0, vmax] to an RGB heat map (black - red - yellow - white)."""
+    v = np.clip(values / max(vmax, 1e-12), 0.0, 1.0)
+    return np.stack([np.clip(3 * v, 0, 1), np.clip(3 * v - 1, 0, 1), np.clip(3 * v - 2, 0, 1)], axis=-1)
+
+
+def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | None = None) -> dict:
+    """Run the demo, write ``neighbour_min.png`` into ``out_dir`` and return the numbers it prints."""
+    if image is None:
+        faces = assets.dev_faces()
+        if not faces:
+            raise FileNotFoundError("no development faces in the shared assets")
+        image, points = faces[0]
+    if points is None:
+        raise ValueError("a 5-point detection file is needed with --image (x y per line: eyes, nose, mouth corners)")
+    pts = np.loadtxt(points, dtype=np.float64).reshape(-1, 2)
+    if pts.shape != (5, 2):
+        raise ValueError(f"{points}: expected 5 lines of 'x y', got {pts.shape[0]} points")
+    face = crop_face(Image.open(image), pts)
+    target = np.asarray(face, dtype=np.float32) / 255.0
+
+    dy, dx = SHIFT  # shift with edge replication (no wrap-around seam)
+    padded = np.pad(target, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
+    shifted = padded[abs(dy) - dy:abs(dy) - dy + SIZE, abs(dx) - dx:abs(dx) - dx + SIZE]
+    occluder = Image.open(assets.shared_dir() / "assets" / "occluders" / OCCLUDER)
+    render, alpha = _paste_occluder(shifted, occluder, eyes_y=int(0.42 * SIZE))
+
+    to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
+    t, r = to_t(target), to_t(render)
+    mask = torch.ones(1, 1, SIZE, SIZE)
+    occluded = torch.from_numpy(alpha > 0.5)
+    results = {"image": str(image)}
+    maps = {}
+    for k in (1, 3, 5):
+        d2, _ = neighbour_min(t, r, k=k)
+        d = d2[0].sqrt()
+        maps[k] = d.numpy()
+        results[f"loss_k{k}"] = float(neighbour_loss(t, r, mask, None, k=k))
+        results[f"mean_dist_visible_k{k}"] = float(d[~occluded].mean())
+        results[f"mean_dist_occluder_k{k}"] = float(d[occluded].mean()) if occluded.any() else 0.0
+
+    vmax = float(np.percentile(maps[1], 99))
+    panel = np.concatenate([target, render, _heat(maps[1], vmax), _heat(maps[5], vmax)], axis=1)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = out_dir / "neighbour_min.png"
+    Image.fromarray((panel * 255).round().astype(np.uint8)).save(out)
+    results["png"] = str(out)
+    return results

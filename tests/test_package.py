@@ -1,0 +1,81 @@
+"""The package as a user meets it: build facts, the CLI demo, and the build's guard against a missing torch."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import occrecon
+from occrecon import assets, cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_build_info():
+    info = occrecon.build_info()
+    assert info["version"] == occrecon.__version__ == "0.1.0"
+    assert info["torch_version"] == torch.__version__
+    assert info["with_cuda"] == (info["cuda_archs"] != "")
+    assert isinstance(info["compiler"], str) and info["compiler"]
+    if sys.platform.startswith("linux"):
+        assert info["openmp"], "CPU kernels would run single-threaded"
+
+
+def test_ops_registered():
+    assert hasattr(torch.ops.occrecon, "neighbour_min")
+    assert hasattr(torch.ops.occrecon, "neighbour_min_backward")
+
+
+@pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
+def test_demo_writes_png_and_neighbourhood_forgives_the_shift(tmp_path, capsys):
+    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "loss" in out and "wrote" in out
+    png = tmp_path / "neighbour_min.png"
+    img = np.asarray(Image.open(png))
+    assert img.shape == (224, 4 * 224, 3)
+    from occrecon.demo import run_neighbour_demo
+
+    res = run_neighbour_demo(tmp_path)
+    # a 5x5 window absorbs the 2x3 px shift on visible skin, not the occluder
+    assert res["mean_dist_visible_k5"] < 0.5 * res["mean_dist_visible_k1"]
+    assert res["mean_dist_occluder_k5"] > 10 * res["mean_dist_visible_k5"]
+
+
+def test_demo_rejects_bad_points_file(tmp_path):
+    from occrecon.demo import run_neighbour_demo
+
+    img = tmp_path / "face.png"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(img)
+    pts = tmp_path / "face.txt"
+    pts.write_text("1 2\n3 4\n")
+    with pytest.raises(ValueError, match="expected 5 lines"):
+        run_neighbour_demo(tmp_path, image=img, points=pts)
+    with pytest.raises(ValueError, match="5-point detection file"):
+        run_neighbour_demo(tmp_path, image=img, points=None)
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None and not (Path(sys.executable).parent / "cmake").exists(),
+                    reason="cmake not installed")
+def test_build_without_torch_fails_with_clear_message(tmp_path):
+    """Configuring with an interpreter that has no torch stops with instructions, not a cryptic error."""
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    cmake = Path(sys.executable).parent / "cmake"
+    cmake = str(cmake) if cmake.exists() else shutil.which("cmake")
+    proc = subprocess.run(
+        [cmake, "-S", str(ROOT), "-B", str(tmp_path / "build"), f"-DPython_EXECUTABLE={python}",
+         "-DSKBUILD_PROJECT_VERSION=0.0.0"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode != 0
+    assert "PyTorch is not importable" in proc.stderr
+    assert "--no-build-isolation" in proc.stderr
