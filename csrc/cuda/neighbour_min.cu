@@ -11,15 +11,10 @@ __global__ void neighbour_min_forward_kernel(const scalar_t* __restrict__ target
                                              const uint8_t* __restrict__ region, int64_t B, int C, int H, int W, int k,
                                              scalar_t* __restrict__ d2, int32_t* __restrict__ idx) {
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const int64_t n = B * plane;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t b = i / plane;
-    const int64_t p = i - b * plane;
-    const int y = static_cast<int>(p / W), x = static_cast<int>(p % W);
+  for_each_pixel(B, H, W, [&](int64_t b, int y, int x, int64_t i) {
     neighbour_min_pixel<NC, scalar_t>(target + b * C * plane, render + b * C * plane,
-                                  region ? region + b * plane : nullptr, C, H, W, k, y, x, d2 + i, idx + i);
-  }
+                                      region ? region + b * plane : nullptr, C, H, W, k, y, x, d2 + i, idx + i);
+  });
 }
 
 template <typename scalar_t>
@@ -28,16 +23,11 @@ __global__ void neighbour_min_backward_kernel(const scalar_t* __restrict__ grad_
                                               int64_t B, int C, int H, int W, int k,
                                               scalar_t* __restrict__ grad_target, scalar_t* __restrict__ grad_render) {
   const int64_t plane = static_cast<int64_t>(H) * W;
-  const int64_t n = B * plane;
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t b = i / plane;
-    const int64_t p = i - b * plane;
-    const int y = static_cast<int>(p / W), x = static_cast<int>(p % W);
+  for_each_pixel(B, H, W, [&](int64_t b, int y, int x, int64_t) {
     const int64_t img = b * C * plane;
     neighbour_min_backward_pixel<scalar_t>(grad_d2 + b * plane, target + img, render + img, idx + b * plane, C, H, W,
                                            k, y, x, grad_target + img, grad_render + img);
-  }
+  });
 }
 
 }  // namespace
