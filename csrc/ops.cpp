@@ -6,7 +6,10 @@
 #include <ATen/core/Tensor.h>
 #include <torch/library.h>
 
+#include <ATen/ops/aminmax.h>
 #include <pybind11/pybind11.h>
+
+#include <vector>
 
 #include "cpu/ops_cpu.h"
 #ifdef OCCRECON_WITH_CUDA
@@ -85,22 +88,186 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_backward_impl(const at::Tensor&
   return occ::cpu::neighbour_min_backward(g, t, r, i, k);
 }
 
+// ----------------------------------------------------------------------------------------------- rasterizer
+void check_float(const at::Tensor& t, const char* op, const char* name) {
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
+              " must be float32 or float64, got ", t.scalar_type());
+}
+
+// tri [F,3] int32 with every index in [0, V); the kernels index pos and attr with it unchecked.
+void check_tri(const at::Tensor& tri, int64_t V, const at::Device& device, const char* op) {
+  TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3, op, ": tri must be [F, 3], got ", tri.sizes());
+  TORCH_CHECK(tri.scalar_type() == at::kInt, op, ": tri must be int32, got ", tri.scalar_type());
+  TORCH_CHECK(tri.device() == device, op, ": tri is on ", tri.device(), " but expected ", device);
+  TORCH_CHECK(tri.size(0) < (int64_t(1) << 31) - 1, op, ": too many triangles");
+  if (tri.numel() > 0) {
+    const auto mm = tri.aminmax();
+    const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+    TORCH_CHECK(lo >= 0 && hi < V, op, ": tri indices must lie in [0, ", V, "), got [", lo, ", ", hi, "]");
+  }
+}
+
+void check_rast(const at::Tensor& rast, const char* op, const char* name) {
+  TORCH_CHECK(rast.dim() == 4 && rast.size(3) == 4, op, ": ", name, " must be [B, H, W, 4], got ", rast.sizes());
+  check_float(rast, op, name);
+}
+
+std::tuple<at::Tensor, at::Tensor> rasterize_impl(const at::Tensor& pos, const at::Tensor& tri, int64_t height,
+                                                  int64_t width, const std::optional<at::Tensor>& ranges,
+                                                  bool /*grad_db: used by the autograd formula only*/) {
+  const char* op = "rasterize";
+  TORCH_CHECK(pos.dim() == 3 || pos.dim() == 2, op, ": pos must be [B, V, 4] or [V, 4], got ", pos.sizes());
+  TORCH_CHECK(pos.size(-1) == 4, op, ": pos must have 4 components (clip-space x, y, z, w), got ", pos.sizes());
+  check_float(pos, op, "pos");
+  TORCH_CHECK(height > 0 && width > 0 && height <= 16384 && width <= 16384, op,
+              ": resolution must be in [1, 16384], got ", height, "x", width);
+  const bool instanced = pos.dim() == 3;
+  const int64_t V = pos.size(-2);
+  check_tri(tri, V, pos.device(), op);
+  at::Tensor rng;
+  if (!instanced) {
+    TORCH_CHECK(ranges.has_value() && ranges->defined(), op, ": range mode (pos [V, 4]) needs ranges [B, 2]");
+    rng = ranges->contiguous();
+    TORCH_CHECK(rng.dim() == 2 && rng.size(1) == 2 && rng.scalar_type() == at::kInt && rng.is_cpu(), op,
+                ": ranges must be an int32 CPU tensor [B, 2], got ", rng.sizes(), " ", rng.scalar_type(), " on ",
+                rng.device());
+    const int32_t* r = rng.const_data_ptr<int32_t>();
+    for (int64_t b = 0; b < rng.size(0); ++b)
+      TORCH_CHECK(r[2 * b] >= 0 && r[2 * b + 1] >= 0 && int64_t(r[2 * b]) + r[2 * b + 1] <= tri.size(0), op,
+                  ": ranges[", b, "] = (", r[2 * b], ", ", r[2 * b + 1], ") does not fit ", tri.size(0), " triangles");
+  }
+  const auto p = pos.contiguous();
+  const auto t = tri.contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (p.is_cuda()) return occ::cuda::rasterize_forward(p, t, height, width, rng);
+#endif
+  TORCH_CHECK(p.is_cpu(), op, ": no kernel for device ", p.device());
+  return occ::cpu::rasterize_forward(p, t, height, width, rng);
+}
+
+at::Tensor rasterize_backward_impl(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
+                                   const at::Tensor& grad_rast, const std::optional<at::Tensor>& grad_db) {
+  const char* op = "rasterize_backward";
+  TORCH_CHECK((pos.dim() == 3 || pos.dim() == 2) && pos.size(-1) == 4, op, ": pos must be [B, V, 4] or [V, 4]");
+  check_float(pos, op, "pos");
+  check_tri(tri, pos.size(-2), pos.device(), op);
+  check_rast(rast, op, "rast");
+  TORCH_CHECK(pos.dim() == 2 || pos.size(0) == rast.size(0), op, ": pos batch ", pos.size(0), " != rast batch ",
+              rast.size(0));
+  TORCH_CHECK(grad_rast.sizes() == rast.sizes(), op, ": grad_rast must match rast ", rast.sizes());
+  at::Tensor gdb;
+  if (grad_db.has_value() && grad_db->defined()) {
+    TORCH_CHECK(grad_db->sizes() == rast.sizes(), op, ": grad_db must match rast ", rast.sizes());
+    gdb = grad_db->to(pos.scalar_type()).contiguous();
+  }
+  for (const auto* t : {&rast, &grad_rast})
+    TORCH_CHECK(t->device() == pos.device() && t->scalar_type() == pos.scalar_type(), op,
+                ": rast and gradients must have pos's dtype and device");
+  const auto p = pos.contiguous(), t = tri.contiguous(), r = rast.contiguous(), g = grad_rast.contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (p.is_cuda()) return occ::cuda::rasterize_backward(p, t, r, g, gdb);
+#endif
+  TORCH_CHECK(p.is_cpu(), op, ": no kernel for device ", p.device());
+  return occ::cpu::rasterize_backward(p, t, r, g, gdb);
+}
+
+std::vector<int32_t> diff_list(c10::IntArrayRef diff_attrs, int64_t C, const char* op) {
+  std::vector<int32_t> out;
+  for (const int64_t c : diff_attrs) {
+    TORCH_CHECK(c >= 0 && c < C, op, ": diff_attrs index ", c, " out of range for ", C, " attributes");
+    out.push_back(static_cast<int32_t>(c));
+  }
+  return out;
+}
+
+void check_interpolate_args(const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri,
+                            const std::optional<at::Tensor>& rast_db, bool need_db, const char* op) {
+  TORCH_CHECK(attr.dim() == 3, op, ": attr must be [B or 1, V, C] here, got ", attr.sizes());
+  check_float(attr, op, "attr");
+  check_rast(rast, op, "rast");
+  TORCH_CHECK(rast.scalar_type() == attr.scalar_type() && rast.device() == attr.device(), op,
+              ": rast must have attr's dtype and device");
+  TORCH_CHECK(attr.size(0) == 1 || attr.size(0) == rast.size(0), op, ": attr batch ", attr.size(0),
+              " must be 1 or rast's batch ", rast.size(0));
+  check_tri(tri, attr.size(1), attr.device(), op);
+  if (need_db) {
+    TORCH_CHECK(rast_db.has_value() && rast_db->defined(), op, ": diff_attrs needs rast_db");
+    TORCH_CHECK(rast_db->sizes() == rast.sizes() && rast_db->scalar_type() == attr.scalar_type() &&
+                    rast_db->device() == attr.device(),
+                op, ": rast_db must match rast ", rast.sizes(), " in shape, dtype and device");
+  }
+}
+
+std::tuple<at::Tensor, at::Tensor> interpolate_impl(const at::Tensor& attr, const at::Tensor& rast,
+                                                    const at::Tensor& tri, const std::optional<at::Tensor>& rast_db,
+                                                    c10::IntArrayRef diff_attrs) {
+  const char* op = "interpolate";
+  check_interpolate_args(attr, rast, tri, rast_db, !diff_attrs.empty(), op);
+  const auto diff = diff_list(diff_attrs, attr.size(2), op);
+  const auto a = attr.contiguous(), r = rast.contiguous(), t = tri.contiguous();
+  const auto db = diff.empty() ? at::Tensor() : rast_db->contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (a.is_cuda()) return occ::cuda::interpolate_forward(a, r, t, db, diff);
+#endif
+  TORCH_CHECK(a.is_cpu(), op, ": no kernel for device ", a.device());
+  return occ::cpu::interpolate_forward(a, r, t, db, diff);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_impl(
+    const at::Tensor& attr, const at::Tensor& rast, const at::Tensor& tri, const std::optional<at::Tensor>& rast_db,
+    c10::IntArrayRef diff_attrs, const at::Tensor& grad_out, const std::optional<at::Tensor>& grad_da) {
+  const char* op = "interpolate_backward";
+  check_interpolate_args(attr, rast, tri, rast_db, !diff_attrs.empty(), op);
+  const auto diff = diff_list(diff_attrs, attr.size(2), op);
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == rast.size(0) && grad_out.size(1) == rast.size(1) &&
+                  grad_out.size(2) == rast.size(2) && grad_out.size(3) == attr.size(2),
+              op, ": grad_out must be [B, H, W, C], got ", grad_out.sizes());
+  at::Tensor gda;
+  if (!diff.empty() && grad_da.has_value() && grad_da->defined()) {
+    TORCH_CHECK(grad_da->dim() == 4 && grad_da->size(3) == 2 * static_cast<int64_t>(diff.size()), op,
+                ": grad_da must be [B, H, W, 2 * len(diff_attrs)], got ", grad_da->sizes());
+    gda = grad_da->to(attr.scalar_type()).contiguous();
+  }
+  const auto a = attr.contiguous(), r = rast.contiguous(), t = tri.contiguous();
+  const auto g = grad_out.to(attr.scalar_type()).contiguous();
+  const auto db = diff.empty() ? at::Tensor() : rast_db->contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (a.is_cuda()) return occ::cuda::interpolate_backward(a, r, t, db, diff, g, gda);
+#endif
+  TORCH_CHECK(a.is_cpu(), op, ": no kernel for device ", a.device());
+  return occ::cpu::interpolate_backward(a, r, t, db, diff, g, gda);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(occrecon, m) {
   m.def("neighbour_min(Tensor target, Tensor render, Tensor? region, int k) -> (Tensor, Tensor)");
   m.def("neighbour_min_backward(Tensor grad_d2, Tensor target, Tensor render, Tensor idx, int k) -> (Tensor, Tensor)");
+  // grad_db only tells the autograd formula whether rast_db's gradient flows into pos (nvdiffrast's flag).
+  m.def("rasterize(Tensor pos, Tensor tri, int height, int width, Tensor? ranges, bool grad_db) -> (Tensor, Tensor)");
+  m.def("rasterize_backward(Tensor pos, Tensor tri, Tensor rast, Tensor grad_rast, Tensor? grad_db) -> Tensor");
+  m.def("interpolate(Tensor attr, Tensor rast, Tensor tri, Tensor? rast_db, int[] diff_attrs) -> (Tensor, Tensor)");
+  m.def("interpolate_backward(Tensor attr, Tensor rast, Tensor tri, Tensor? rast_db, int[] diff_attrs, "
+        "Tensor grad_out, Tensor? grad_da) -> (Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(occrecon, CPU, m) {
   m.impl("neighbour_min", &neighbour_min_impl);
   m.impl("neighbour_min_backward", &neighbour_min_backward_impl);
+  m.impl("rasterize", &rasterize_impl);
+  m.impl("rasterize_backward", &rasterize_backward_impl);
+  m.impl("interpolate", &interpolate_impl);
+  m.impl("interpolate_backward", &interpolate_backward_impl);
 }
 
 #ifdef OCCRECON_WITH_CUDA
 TORCH_LIBRARY_IMPL(occrecon, CUDA, m) {
   m.impl("neighbour_min", &neighbour_min_impl);
   m.impl("neighbour_min_backward", &neighbour_min_backward_impl);
+  m.impl("rasterize", &rasterize_impl);
+  m.impl("rasterize_backward", &rasterize_backward_impl);
+  m.impl("interpolate", &interpolate_impl);
+  m.impl("interpolate_backward", &interpolate_backward_impl);
 }
 #endif
 

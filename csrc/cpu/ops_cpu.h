@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <tuple>
+#include <vector>
 
 namespace occ::cpu {
 
@@ -12,5 +13,21 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_forward(const at::Tensor& targe
 std::tuple<at::Tensor, at::Tensor> neighbour_min_backward(const at::Tensor& grad_d2, const at::Tensor& target,
                                                           const at::Tensor& render, const at::Tensor& idx,
                                                           int64_t k);
+
+// rasterize: pos [B,V,4] (instanced) or [V,4] with ranges [B,2] (range mode); tri [F,3] int32 (validated).
+std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
+                                                     int64_t W, const at::Tensor& ranges);
+at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
+                              const at::Tensor& grad_rast, const at::Tensor& grad_db);
+
+// interpolate: attr [Ba,V,C] with Ba in {1, B}; diff = indices of attributes with image-space derivatives.
+std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, const at::Tensor& rast,
+                                                       const at::Tensor& tri, const at::Tensor& rast_db,
+                                                       const std::vector<int32_t>& diff);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Tensor& attr, const at::Tensor& rast,
+                                                                    const at::Tensor& tri, const at::Tensor& rast_db,
+                                                                    const std::vector<int32_t>& diff,
+                                                                    const at::Tensor& grad_out,
+                                                                    const at::Tensor& grad_da);
 
 }  // namespace occ::cpu

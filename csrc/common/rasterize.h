@@ -1,0 +1,313 @@
+// Triangle rasterization in nvdiffrast's conventions: per-element math shared by the CPU and CUDA back ends.
+//
+// Conventions (the spec is ../shared/golden/README.md):
+//  * pos is OpenGL clip space (x, y, z, w). Pixel (column i, row j) samples NDC x = (2i+1)/W - 1,
+//    y = (2j+1)/H - 1: row 0 is the BOTTOM row, memory order bottom-up.
+//  * Coverage: vertices snap to fixed point, 1/16 px, origin at the image centre:
+//    X = rint_half_even(float32(float32(x * float32(1/w)) * 8W)); the sample is the pixel centre; integer (int64)
+//    edge functions; a sample exactly on an edge is covered for left and bottom edges only (watertight, no double
+//    coverage). Both windings are drawn.
+//  * Dropped triangles (never drawn): any vertex with w <= 0 or a non-finite coordinate (nvdiffrast clips such
+//    triangles instead); all three vertices outside the same frustum plane; zero area after snapping; a vertex
+//    snapped beyond |X|, |Y| > 2^30 fixed-point units (~6e5 NDC units at 224 px, where nvdiffrast would clip to
+//    its guard band). Fragments whose z/w at the pixel centre lies outside [-1, 1] are discarded: that is exactly
+//    near/far-plane clipping. x/y outside the screen are simply not covered.
+//  * Visibility: smallest z/w at the pixel centre wins; exact ties go to the lower triangle index.
+//  * rast = (u, v, z/w, triangle_id + 1), perspective-correct: with p~_k = (x_k - fx w_k, y_k - fy w_k),
+//    a0 = p~1 x p~2, a1 = p~2 x p~0, a2 = p~0 x p~1, u = a0/(a0+a1+a2), v = a1/(a0+a1+a2),
+//    z/w = sum z_k a_k / sum w_k a_k. u weights tri[:,0], v tri[:,1], 1-u-v tri[:,2]. Output clamps: u, v to
+//    [0, 1], both divided by u+v when u+v > 1, z/w to [-1, 1]. Empty pixels are all zero.
+//  * rast_db = (du/dX, du/dY, dv/dX, dv/dY) in pixel units (Y = row direction, up), from the clamped u, v.
+//  * Backward: exact derivatives (no epsilon) through u, v and rast_db; clamps count as identity; z/w and the id
+//    get no gradient.
+#pragma once
+
+#include "common/occ_hd.h"
+
+namespace occ {
+
+// Fixed-point limit for snapped vertex coordinates: edge-function products then stay below 2^62.
+constexpr int64_t kRastMaxFixed = int64_t(1) << 30;
+
+OCC_HD int64_t rast_round_half_even(float v) {
+#if defined(__CUDA_ARCH__)
+  return __float2ll_rn(v);
+#else
+  return static_cast<int64_t>(__builtin_nearbyintf(v));  // default rounding mode: to nearest, ties to even
+#endif
+}
+
+template <typename scalar_t>
+OCC_HD bool rast_finite(scalar_t v) {
+  return v == v && v - v == scalar_t(0);  // false for NaN and +-inf
+}
+
+// Coverage setup of one triangle: integer edge functions E_k(sx, sy) = A_k sx + B_k sy + C_k over fixed-point sample
+// positions, oriented so that "inside" is E_k >= 0 for all k, with the fill rule folded into C_k (-1 on edges
+// that must not own their samples), and the pixel bounding box.
+struct RastTriSetup {
+  int64_t A[3], B[3], C[3];
+  int x0, y0, x1, y1;  // inclusive pixel bounding box, clamped to the image; empty when x0 > x1 or y0 > y1
+};
+
+// Fixed-point position of pixel centre (column i or row j) for an image extent n: (16 i + 8) - 8 n.
+OCC_HD int64_t rast_sample_fixed(int i, int n) { return 16 * static_cast<int64_t>(i) + 8 - 8 * static_cast<int64_t>(n); }
+
+// Pixel-index range [lo, hi] whose centres can lie inside fixed-point [vmin, vmax], clamped to [0, n-1].
+OCC_HD void rast_pixel_span(int64_t vmin, int64_t vmax, int n, int& lo, int& hi) {
+  // centre of pixel i is 16 i + 8 - 8n >= vmin  <=>  i >= (vmin + 8n - 8) / 16
+  const int64_t a = vmin + 8 * static_cast<int64_t>(n) - 8;
+  const int64_t b = vmax + 8 * static_cast<int64_t>(n) - 8;
+  int64_t l = a >= 0 ? (a + 15) / 16 : -((-a) / 16);  // ceil(a / 16)
+  int64_t h = b >= 0 ? b / 16 : -((-b + 15) / 16);    // floor(b / 16)
+  if (l < 0) l = 0;
+  if (h > n - 1) h = n - 1;
+  lo = static_cast<int>(l < n ? l : n);
+  hi = static_cast<int>(h >= -1 ? h : -1);
+}
+
+// Set up triangle (p0, p1, p2) (clip-space xyzw, any floating type) for an H x W image. Returns false when the
+// triangle is dropped (see the header comment); then `s` is unspecified.
+template <typename scalar_t>
+OCC_HD bool rast_setup(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int H, int W, RastTriSetup& s) {
+  const scalar_t* p[3] = {p0, p1, p2};
+  int64_t X[3], Y[3];
+  unsigned out_mask_all = 0x3f;  // planes every vertex is outside of: x>w, x<-w, y>w, y<-w, z>w, z<-w
+  for (int k = 0; k < 3; ++k) {
+    const scalar_t x = p[k][0], y = p[k][1], z = p[k][2], w = p[k][3];
+    if (!(rast_finite(x) && rast_finite(y) && rast_finite(z) && rast_finite(w)) || !(w > scalar_t(0))) return false;
+    unsigned m = 0;
+    m |= x > w ? 1u : 0u;
+    m |= x < -w ? 2u : 0u;
+    m |= y > w ? 4u : 0u;
+    m |= y < -w ? 8u : 0u;
+    m |= z > w ? 16u : 0u;
+    m |= z < -w ? 32u : 0u;
+    out_mask_all &= m;
+    const float iw = 1.0f / static_cast<float>(w);
+    const float xn = static_cast<float>(x) * iw;
+    const float yn = static_cast<float>(y) * iw;
+    const float xf = xn * static_cast<float>(8 * W);
+    const float yf = yn * static_cast<float>(8 * H);
+    if (!(xf > -static_cast<float>(kRastMaxFixed) && xf < static_cast<float>(kRastMaxFixed) &&
+          yf > -static_cast<float>(kRastMaxFixed) && yf < static_cast<float>(kRastMaxFixed)))
+      return false;
+    X[k] = rast_round_half_even(xf);
+    Y[k] = rast_round_half_even(yf);
+  }
+  if (out_mask_all != 0) return false;  // entirely outside one frustum plane
+  // Twice the signed area (counter-clockwise with y up is positive).
+  const int64_t area = (X[1] - X[0]) * (Y[2] - Y[0]) - (Y[1] - Y[0]) * (X[2] - X[0]);
+  if (area == 0) return false;
+  // Orient counter-clockwise: swap the last two corners for clockwise triangles (coverage only).
+  int i1 = 1, i2 = 2;
+  if (area < 0) {
+    i1 = 2;
+    i2 = 1;
+  }
+  const int order[3] = {0, i1, i2};
+  for (int e = 0; e < 3; ++e) {
+    const int a = order[e], b = order[(e + 1) % 3];
+    const int64_t dx = X[b] - X[a], dy = Y[b] - Y[a];
+    // E(s) = dx (sy - Ya) - dy (sx - Xa) > 0 to the left of a->b, i.e. inside for a CCW triangle.
+    s.A[e] = -dy;
+    s.B[e] = dx;
+    s.C[e] = dy * X[a] - dx * Y[a];
+    // Fill rule: samples exactly on a left edge (going down, dy < 0) or a bottom edge (dy == 0, going right) are
+    // owned; on any other edge they are not: E >= 0 becomes E - 1 >= 0 there.
+    const bool owns = dy < 0 || (dy == 0 && dx > 0);
+    if (!owns) s.C[e] -= 1;
+  }
+  int64_t xmin = X[0], xmax = X[0], ymin = Y[0], ymax = Y[0];
+  for (int k = 1; k < 3; ++k) {
+    xmin = X[k] < xmin ? X[k] : xmin;
+    xmax = X[k] > xmax ? X[k] : xmax;
+    ymin = Y[k] < ymin ? Y[k] : ymin;
+    ymax = Y[k] > ymax ? Y[k] : ymax;
+  }
+  rast_pixel_span(xmin, xmax, W, s.x0, s.x1);
+  rast_pixel_span(ymin, ymax, H, s.y0, s.y1);
+  return s.x0 <= s.x1 && s.y0 <= s.y1;
+}
+
+// Is the centre of pixel (i, j) covered? sx, sy are its fixed-point coordinates.
+OCC_HD bool rast_covers(const RastTriSetup& s, int64_t sx, int64_t sy) {
+  return (s.A[0] * sx + s.B[0] * sy + s.C[0] >= 0) & (s.A[1] * sx + s.B[1] * sy + s.C[1] >= 0) &
+         (s.A[2] * sx + s.B[2] * sy + s.C[2] >= 0);
+}
+
+// NDC of the centre of pixel (i, j).
+template <typename scalar_t>
+OCC_HD scalar_t rast_ndc(int i, int n) {
+  return (scalar_t(2) * scalar_t(i) + scalar_t(1)) / scalar_t(n) - scalar_t(1);
+}
+
+// Unnormalised perspective-correct barycentrics at NDC (fx, fy).
+template <typename scalar_t>
+OCC_HD void rast_bary_raw(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, scalar_t fx, scalar_t fy,
+                          scalar_t& a0, scalar_t& a1, scalar_t& a2) {
+  const scalar_t p0x = p0[0] - fx * p0[3], p0y = p0[1] - fy * p0[3];
+  const scalar_t p1x = p1[0] - fx * p1[3], p1y = p1[1] - fy * p1[3];
+  const scalar_t p2x = p2[0] - fx * p2[3], p2y = p2[1] - fy * p2[3];
+  a0 = p1x * p2y - p1y * p2x;
+  a1 = p2x * p0y - p2y * p0x;
+  a2 = p0x * p1y - p0y * p1x;
+}
+
+// z/w of the triangle's surface at NDC (fx, fy) (unclamped), used for the depth test and the output.
+template <typename scalar_t>
+OCC_HD scalar_t rast_depth(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, scalar_t fx, scalar_t fy) {
+  scalar_t a0, a1, a2;
+  rast_bary_raw(p0, p1, p2, fx, fy, a0, a1, a2);
+  return (p0[2] * a0 + p1[2] * a1 + p2[2] * a2) / (p0[3] * a0 + p1[3] * a1 + p2[3] * a2);
+}
+
+// Should a fragment at depth z (of triangle id) replace the current (best_z, best_id)? best_id < 0 = empty.
+template <typename scalar_t>
+OCC_HD bool rast_depth_wins(scalar_t z, int32_t id, scalar_t best_z, int32_t best_id) {
+  return best_id < 0 || z < best_z || (z == best_z && id < best_id);
+}
+
+// Is a fragment depth inside the view volume (near/far clipping)?
+template <typename scalar_t>
+OCC_HD bool rast_depth_visible(scalar_t z) {
+  return z >= scalar_t(-1) && z <= scalar_t(1);
+}
+
+// Depth as an unsigned key whose integer order is the float order (for atomicMin on the GPU): the high 32 bits
+// of a 64-bit (depth, triangle id) key. Only used for z in [-1, 1] (finite).
+OCC_HD uint32_t rast_depth_key(float z) {
+  union {
+    float f;
+    uint32_t u;
+  } c;
+  c.f = z + 0.0f;  // -0 -> +0
+  return (c.u & 0x80000000u) ? ~c.u : (c.u | 0x80000000u);
+}
+
+template <typename scalar_t>
+OCC_HD scalar_t rast_clamp01(scalar_t v) {
+  return v < scalar_t(0) ? scalar_t(0) : (v > scalar_t(1) ? scalar_t(1) : v);
+}
+
+// The rasterizer's output at pixel (i, j) for triangle (p0, p1, p2) with id: rast[4] and db[4].
+template <typename scalar_t>
+OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int32_t id, int i, int j, int H,
+                         int W, scalar_t* rast, scalar_t* db) {
+  const scalar_t fx = rast_ndc<scalar_t>(i, W), fy = rast_ndc<scalar_t>(j, H);
+  scalar_t a0, a1, a2;
+  rast_bary_raw(p0, p1, p2, fx, fy, a0, a1, a2);
+  const scalar_t iw = scalar_t(1) / (a0 + a1 + a2);
+  scalar_t u = rast_clamp01(a0 * iw), v = rast_clamp01(a1 * iw);
+  const scalar_t uv = u + v;
+  if (uv > scalar_t(1)) {
+    u /= uv;
+    v /= uv;
+  }
+  scalar_t zw = (p0[2] * a0 + p1[2] * a1 + p2[2] * a2) / (p0[3] * a0 + p1[3] * a1 + p2[3] * a2);
+  zw = zw < scalar_t(-1) ? scalar_t(-1) : (zw > scalar_t(1) ? scalar_t(1) : zw);
+  rast[0] = u;
+  rast[1] = v;
+  rast[2] = zw;
+  rast[3] = static_cast<scalar_t>(id + 1);
+  // d a_k / d fx and d a_k / d fy do not depend on (fx, fy).
+  const scalar_t e0x = p1[1] * p2[3] - p2[1] * p1[3], e1x = p2[1] * p0[3] - p0[1] * p2[3],
+                 e2x = p0[1] * p1[3] - p1[1] * p0[3];
+  const scalar_t e0y = p2[0] * p1[3] - p1[0] * p2[3], e1y = p0[0] * p2[3] - p2[0] * p0[3],
+                 e2y = p1[0] * p0[3] - p0[0] * p1[3];
+  const scalar_t etx = e0x + e1x + e2x, ety = e0y + e1y + e2y;
+  const scalar_t xs = scalar_t(2) / scalar_t(W), ys = scalar_t(2) / scalar_t(H);
+  db[0] = xs * (e0x - u * etx) * iw;
+  db[1] = ys * (e0y - u * ety) * iw;
+  db[2] = xs * (e1x - v * etx) * iw;
+  db[3] = ys * (e1y - v * ety) * iw;
+}
+
+// Reverse mode of rast_resolve for one pixel: given dL/d(u, v) and (optionally) dL/d rast_db, accumulate
+// dL/d(x, y, w) of the three vertices into g0, g1, g2 (each 4 wide: x, y, z, w; z untouched).
+// u, v are the forward (clamped) values; the clamps are treated as identity.
+template <typename scalar_t>
+OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int i, int j, int H, int W,
+                          scalar_t gu, scalar_t gv, const scalar_t* gdb /* 4 or nullptr */, scalar_t* g0,
+                          scalar_t* g1, scalar_t* g2) {
+  const scalar_t fx = rast_ndc<scalar_t>(i, W), fy = rast_ndc<scalar_t>(j, H);
+  const scalar_t x0 = p0[0], y0 = p0[1], w0 = p0[3];
+  const scalar_t x1 = p1[0], y1 = p1[1], w1 = p1[3];
+  const scalar_t x2 = p2[0], y2 = p2[1], w2 = p2[3];
+  const scalar_t px0 = x0 - fx * w0, py0 = y0 - fy * w0;
+  const scalar_t px1 = x1 - fx * w1, py1 = y1 - fy * w1;
+  const scalar_t px2 = x2 - fx * w2, py2 = y2 - fy * w2;
+  const scalar_t a0 = px1 * py2 - py1 * px2, a1 = px2 * py0 - py2 * px0, a2 = px0 * py1 - py0 * px1;
+  const scalar_t iw = scalar_t(1) / (a0 + a1 + a2);
+  // forward values of u, v as emitted (clamped)
+  scalar_t u = rast_clamp01(a0 * iw), v = rast_clamp01(a1 * iw);
+  const scalar_t uv = u + v;
+  if (uv > scalar_t(1)) {
+    u /= uv;
+    v /= uv;
+  }
+  scalar_t ga0 = 0, ga1 = 0, giw = 0;
+  scalar_t gx0 = 0, gy0 = 0, gw0 = 0, gx1 = 0, gy1 = 0, gw1 = 0, gx2 = 0, gy2 = 0, gw2 = 0;
+  scalar_t gU = gu, gV = gv;
+  if (gdb != nullptr) {
+    const scalar_t e0x = y1 * w2 - y2 * w1, e1x = y2 * w0 - y0 * w2, e2x = y0 * w1 - y1 * w0;
+    const scalar_t e0y = x2 * w1 - x1 * w2, e1y = x0 * w2 - x2 * w0, e2y = x1 * w0 - x0 * w1;
+    const scalar_t etx = e0x + e1x + e2x, ety = e0y + e1y + e2y;
+    const scalar_t xs = scalar_t(2) / scalar_t(W), ys = scalar_t(2) / scalar_t(H);
+    const scalar_t sux = xs * gdb[0], suy = ys * gdb[1], svx = xs * gdb[2], svy = ys * gdb[3];
+    // db0 = xs (e0x - u etx) iw, db1 = ys (e0y - u ety) iw, db2 = xs (e1x - v etx) iw, db3 = ys (e1y - v ety) iw
+    const scalar_t ge0x = sux * iw, ge0y = suy * iw, ge1x = svx * iw, ge1y = svy * iw;
+    const scalar_t getx = -(sux * u + svx * v) * iw, gety = -(suy * u + svy * v) * iw;
+    gU -= (sux * etx + suy * ety) * iw;
+    gV -= (svx * etx + svy * ety) * iw;
+    giw += sux * (e0x - u * etx) + suy * (e0y - u * ety) + svx * (e1x - v * etx) + svy * (e1y - v * ety);
+    const scalar_t gE0x = ge0x + getx, gE1x = ge1x + getx, gE2x = getx;
+    const scalar_t gE0y = ge0y + gety, gE1y = ge1y + gety, gE2y = gety;
+    // e0x = y1 w2 - y2 w1; e1x = y2 w0 - y0 w2; e2x = y0 w1 - y1 w0
+    gy1 += gE0x * w2 - gE2x * w0;
+    gy2 += -gE0x * w1 + gE1x * w0;
+    gy0 += -gE1x * w2 + gE2x * w1;
+    gw2 += gE0x * y1 - gE1x * y0;
+    gw1 += -gE0x * y2 + gE2x * y0;
+    gw0 += gE1x * y2 - gE2x * y1;
+    // e0y = x2 w1 - x1 w2; e1y = x0 w2 - x2 w0; e2y = x1 w0 - x0 w1
+    gx2 += gE0y * w1 - gE1y * w0;
+    gx1 += -gE0y * w2 + gE2y * w0;
+    gx0 += gE1y * w2 - gE2y * w1;
+    gw1 += gE0y * x2 - gE2y * x0;
+    gw2 += -gE0y * x1 + gE1y * x0;
+    gw0 += -gE1y * x2 + gE2y * x1;
+  }
+  // u = a0 iw, v = a1 iw, iw = 1 / (a0 + a1 + a2)
+  ga0 += gU * iw;
+  ga1 += gV * iw;
+  giw += gU * a0 + gV * a1;
+  const scalar_t gat = -giw * iw * iw;
+  ga0 += gat;
+  ga1 += gat;
+  const scalar_t ga2 = gat;
+  // a0 = px1 py2 - py1 px2; a1 = px2 py0 - py2 px0; a2 = px0 py1 - py0 px1
+  const scalar_t gpx0 = -ga1 * py2 + ga2 * py1, gpy0 = ga1 * px2 - ga2 * px1;
+  const scalar_t gpx1 = ga0 * py2 - ga2 * py0, gpy1 = -ga0 * px2 + ga2 * px0;
+  const scalar_t gpx2 = -ga0 * py1 + ga1 * py0, gpy2 = ga0 * px1 - ga1 * px0;
+  // px_k = x_k - fx w_k; py_k = y_k - fy w_k
+  g0[0] += gx0 + gpx0;
+  g0[1] += gy0 + gpy0;
+  g0[3] += gw0 - fx * gpx0 - fy * gpy0;
+  g1[0] += gx1 + gpx1;
+  g1[1] += gy1 + gpy1;
+  g1[3] += gw1 - fx * gpx1 - fy * gpy1;
+  g2[0] += gx2 + gpx2;
+  g2[1] += gy2 + gpy2;
+  g2[3] += gw2 - fx * gpx2 - fy * gpy2;
+}
+
+// Triangle index of a rast pixel, or -1 for an empty pixel or an id that does not name a triangle of [0, F).
+template <typename scalar_t>
+OCC_HD int32_t rast_triangle(const scalar_t* rast_px, int64_t F) {
+  const scalar_t t = rast_px[3];
+  if (!(t >= scalar_t(1) && t <= static_cast<scalar_t>(F))) return -1;  // also rejects NaN
+  return static_cast<int32_t>(t) - 1;
+}
+
+}  // namespace occ

@@ -1,0 +1,160 @@
+// CPU loops for rasterize (forward and position gradient). The math is common/rasterize.h.
+//
+// Forward, per image: the triangles are split into a fixed number of contiguous chunks; each chunk is drawn by one
+// task into its own (depth key, id) buffer, then a per-pixel pass keeps the smallest 64-bit key over the chunks
+// (the same (depth, id) order as the CUDA atomicMin) and resolves (u, v, z/w, id) and rast_db. The result does not
+// depend on the thread count. Backward: per-image serial scatter into that image's gradient (instanced mode) or into
+// a private per-image buffer summed in image order (range mode): deterministic.
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "common/rasterize.h"
+#include "cpu/ops_cpu.h"
+
+namespace occ::cpu {
+namespace {
+
+constexpr int64_t kTrianglesPerChunk = 4096;
+constexpr uint64_t kEmptyKey = ~uint64_t(0);
+
+// Triangles [first, first + count) of image b, and where its vertices start.
+struct ImageRange {
+  int64_t first, count, vertex_offset;
+};
+
+ImageRange image_range(int64_t b, bool instanced, int64_t F, int64_t V, const int32_t* ranges) {
+  if (instanced) return {0, F, b * V * 4};
+  return {ranges[2 * b], ranges[2 * b + 1], 0};
+}
+
+template <typename scalar_t>
+void draw_chunk(const scalar_t* pos, const int32_t* tri, int64_t first, int64_t last, int H, int W,
+                uint64_t* __restrict__ keys) {
+  for (int64_t t = first; t < last; ++t) {
+    const scalar_t* p0 = pos + 4 * static_cast<int64_t>(tri[3 * t]);
+    const scalar_t* p1 = pos + 4 * static_cast<int64_t>(tri[3 * t + 1]);
+    const scalar_t* p2 = pos + 4 * static_cast<int64_t>(tri[3 * t + 2]);
+    RastTriSetup s;
+    if (!rast_setup(p0, p1, p2, H, W, s)) continue;
+    for (int j = s.y0; j <= s.y1; ++j) {
+      const int64_t sy = rast_sample_fixed(j, H);
+      const scalar_t fy = rast_ndc<scalar_t>(j, H);
+      uint64_t* row = keys + static_cast<int64_t>(j) * W;
+      for (int i = s.x0; i <= s.x1; ++i) {
+        if (!rast_covers(s, rast_sample_fixed(i, W), sy)) continue;
+        const scalar_t z = rast_depth(p0, p1, p2, rast_ndc<scalar_t>(i, W), fy);
+        if (!rast_depth_visible(z)) continue;
+        const uint64_t key = (static_cast<uint64_t>(rast_depth_key(static_cast<float>(z))) << 32) |
+                             static_cast<uint32_t>(t);
+        if (key < row[i]) row[i] = key;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
+                                                     int64_t W, const at::Tensor& ranges) {
+  const bool instanced = pos.dim() == 3;
+  const int64_t B = instanced ? pos.size(0) : ranges.size(0);
+  const int64_t V = instanced ? pos.size(1) : pos.size(0);
+  const int64_t F = tri.size(0);
+  const int64_t P = H * W;
+  auto rast = at::empty({B, H, W, 4}, pos.options());
+  auto db = at::empty({B, H, W, 4}, pos.options());
+  const int32_t* rng = instanced ? nullptr : ranges.const_data_ptr<int32_t>();
+  const int32_t* tr = tri.const_data_ptr<int32_t>();
+  std::vector<uint64_t> keys;
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cpu", [&] {
+    const scalar_t* ps = pos.const_data_ptr<scalar_t>();
+    scalar_t* out = rast.mutable_data_ptr<scalar_t>();
+    scalar_t* out_db = db.mutable_data_ptr<scalar_t>();
+    for (int64_t b = 0; b < B; ++b) {
+      const ImageRange r = image_range(b, instanced, F, V, rng);
+      const scalar_t* pb = ps + r.vertex_offset;
+      const int64_t nchunks = std::max<int64_t>(1, (r.count + kTrianglesPerChunk - 1) / kTrianglesPerChunk);
+      const int64_t per = (r.count + nchunks - 1) / nchunks;
+      keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
+      at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
+          draw_chunk(pb, tr, first, last, static_cast<int>(H), static_cast<int>(W), keys.data() + c * P);
+        }
+      });
+      scalar_t* ob = out + b * P * 4;
+      scalar_t* dbb = out_db + b * P * 4;
+      at::parallel_for(0, H, 8, [&](int64_t j0, int64_t j1) {
+        for (int64_t j = j0; j < j1; ++j) {
+          for (int64_t i = 0; i < W; ++i) {
+            const int64_t p = j * W + i;
+            uint64_t best = kEmptyKey;
+            for (int64_t c = 0; c < nchunks; ++c) best = std::min(best, keys[c * P + p]);
+            scalar_t* rp = ob + 4 * p;
+            scalar_t* dp = dbb + 4 * p;
+            if (best == kEmptyKey) {
+              rp[0] = rp[1] = rp[2] = rp[3] = scalar_t(0);
+              dp[0] = dp[1] = dp[2] = dp[3] = scalar_t(0);
+              continue;
+            }
+            const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
+            rast_resolve(pb + 4 * static_cast<int64_t>(tr[3 * t]), pb + 4 * static_cast<int64_t>(tr[3 * t + 1]),
+                         pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), static_cast<int>(i),
+                         static_cast<int>(j), static_cast<int>(H), static_cast<int>(W), rp, dp);
+          }
+        }
+      });
+    }
+  });
+  return {rast, db};
+}
+
+at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
+                              const at::Tensor& grad_rast, const at::Tensor& grad_db) {
+  const bool instanced = pos.dim() == 3;
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t V = instanced ? pos.size(1) : pos.size(0);
+  const int64_t F = tri.size(0);
+  const int64_t P = H * W;
+  // Range mode: images may share vertices, so each image scatters into its own buffer; summed in image order.
+  auto grad = instanced ? at::zeros_like(pos) : at::zeros({B, V, 4}, pos.options());
+  const bool with_db = grad_db.defined();
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_backward_cpu", [&] {
+    const scalar_t* ps = pos.const_data_ptr<scalar_t>();
+    const int32_t* tr = tri.const_data_ptr<int32_t>();
+    const scalar_t* rs = rast.const_data_ptr<scalar_t>();
+    const scalar_t* gr = grad_rast.const_data_ptr<scalar_t>();
+    const scalar_t* gd = with_db ? grad_db.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* g = grad.mutable_data_ptr<scalar_t>();
+    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        const scalar_t* pb = instanced ? ps + b * V * 4 : ps;
+        scalar_t* gb = g + b * V * 4;
+        for (int64_t p = 0; p < P; ++p) {
+          const int64_t q = b * P + p;
+          const int32_t t = rast_triangle(rs + 4 * q, F);
+          if (t < 0) continue;
+          const scalar_t gu = gr[4 * q], gv = gr[4 * q + 1];
+          const scalar_t* gdb = gd ? gd + 4 * q : nullptr;
+          if (gu == scalar_t(0) && gv == scalar_t(0) &&
+              (gdb == nullptr || (gdb[0] == scalar_t(0) && gdb[1] == scalar_t(0) && gdb[2] == scalar_t(0) &&
+                                  gdb[3] == scalar_t(0))))
+            continue;
+          const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
+          rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, static_cast<int>(p % W), static_cast<int>(p / W),
+                        static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1, gb + 4 * v2);
+        }
+      }
+    });
+  });
+  return instanced ? grad : grad.sum(0);
+}
+
+}  // namespace occ::cpu
