@@ -24,20 +24,20 @@ OCC_HD void interp_forward(const scalar_t* rast_px, const scalar_t* db_px /* or 
   }
 }
 
-// Reverse mode for one covered pixel. Accumulates into the attribute gradients ga0, ga1, ga2 (C wide) and writes
-// the pixel's rast gradient (gu, gv, 0, 0) and, when nd > 0, its rast_db gradient.
-template <typename scalar_t>
+// Reverse mode for one covered pixel. Accumulates into the attribute gradients ga0, ga1, ga2 (C wide) with
+// add(ptr, value) and writes the pixel's rast gradient (gu, gv, 0, 0) and, when nd > 0, its rast_db gradient.
+template <typename scalar_t, typename Add>
 OCC_HD void interp_backward(const scalar_t* rast_px, const scalar_t* db_px, const scalar_t* a0, const scalar_t* a1,
                             const scalar_t* a2, int C, const int32_t* diff, int nd, const scalar_t* g_out,
                             const scalar_t* g_da /* 2 nd or nullptr */, scalar_t* ga0, scalar_t* ga1, scalar_t* ga2,
-                            scalar_t* g_rast_px, scalar_t* g_db_px /* or nullptr */) {
+                            scalar_t* g_rast_px, scalar_t* g_db_px /* or nullptr */, Add add) {
   const scalar_t u = rast_px[0], v = rast_px[1], w = scalar_t(1) - u - v;
   scalar_t gu = 0, gv = 0;
   for (int c = 0; c < C; ++c) {
     const scalar_t g = g_out[c];
-    ga0[c] += u * g;
-    ga1[c] += v * g;
-    ga2[c] += w * g;
+    add(ga0 + c, u * g);
+    add(ga1 + c, v * g);
+    add(ga2 + c, w * g);
     gu += g * (a0[c] - a2[c]);
     gv += g * (a1[c] - a2[c]);
   }
@@ -57,9 +57,9 @@ OCC_HD void interp_backward(const scalar_t* rast_px, const scalar_t* db_px, cons
       gdvdy += gy * d1;
       const scalar_t g0 = gx * db_px[0] + gy * db_px[1];  // d/dA0 (and -d/dA2) through d0
       const scalar_t g1 = gx * db_px[2] + gy * db_px[3];  // d/dA1 (and -d/dA2) through d1
-      ga0[c] += g0;
-      ga1[c] += g1;
-      ga2[c] -= g0 + g1;
+      add(ga0 + c, g0);
+      add(ga1 + c, g1);
+      add(ga2 + c, -(g0 + g1));
     }
     g_db_px[0] = gdudx;
     g_db_px[1] = gdudy;

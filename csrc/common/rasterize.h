@@ -66,48 +66,57 @@ OCC_HD void rast_pixel_span(int64_t vmin, int64_t vmax, int n, int& lo, int& hi)
   hi = static_cast<int>(h >= -1 ? h : -1);
 }
 
-// Set up triangle (p0, p1, p2) (clip-space xyzw, any floating type) for an H x W image. Returns false when the
-// triangle is dropped (see the header comment); then `s` is unspecified.
+// Per-vertex part of the set-up (a vertex is shared by ~6 triangles: do it once per vertex). Writes the snapped
+// fixed-point position and returns an outcode: bits 0-5 = outside x>w, x<-w, y>w, y<-w, z>w, z<-w; bit 6 = the
+// vertex makes its triangles undrawable (w <= 0, non-finite, or beyond the fixed-point range).
+constexpr uint32_t kRastVertexInvalid = 64u;
+
 template <typename scalar_t>
-OCC_HD bool rast_setup(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int H, int W, RastTriSetup& s) {
-  const scalar_t* p[3] = {p0, p1, p2};
-  int64_t X[3], Y[3];
-  unsigned out_mask_all = 0x3f;  // planes every vertex is outside of: x>w, x<-w, y>w, y<-w, z>w, z<-w
-  for (int k = 0; k < 3; ++k) {
-    const scalar_t x = p[k][0], y = p[k][1], z = p[k][2], w = p[k][3];
-    if (!(rast_finite(x) && rast_finite(y) && rast_finite(z) && rast_finite(w)) || !(w > scalar_t(0))) return false;
-    unsigned m = 0;
-    m |= x > w ? 1u : 0u;
-    m |= x < -w ? 2u : 0u;
-    m |= y > w ? 4u : 0u;
-    m |= y < -w ? 8u : 0u;
-    m |= z > w ? 16u : 0u;
-    m |= z < -w ? 32u : 0u;
-    out_mask_all &= m;
-    const float iw = 1.0f / static_cast<float>(w);
-    const float xn = static_cast<float>(x) * iw;
-    const float yn = static_cast<float>(y) * iw;
-    const float xf = xn * static_cast<float>(8 * W);
-    const float yf = yn * static_cast<float>(8 * H);
-    if (!(xf > -static_cast<float>(kRastMaxFixed) && xf < static_cast<float>(kRastMaxFixed) &&
-          yf > -static_cast<float>(kRastMaxFixed) && yf < static_cast<float>(kRastMaxFixed)))
-      return false;
-    X[k] = rast_round_half_even(xf);
-    Y[k] = rast_round_half_even(yf);
-  }
-  if (out_mask_all != 0) return false;  // entirely outside one frustum plane
+OCC_HD uint32_t rast_vertex(const scalar_t* p, int H, int W, int32_t& X, int32_t& Y) {
+  const scalar_t x = p[0], y = p[1], z = p[2], w = p[3];
+  X = Y = 0;
+  if (!(rast_finite(x) && rast_finite(y) && rast_finite(z) && rast_finite(w)) || !(w > scalar_t(0)))
+    return kRastVertexInvalid;
+  uint32_t m = 0;
+  m |= x > w ? 1u : 0u;
+  m |= x < -w ? 2u : 0u;
+  m |= y > w ? 4u : 0u;
+  m |= y < -w ? 8u : 0u;
+  m |= z > w ? 16u : 0u;
+  m |= z < -w ? 32u : 0u;
+  const float iw = 1.0f / static_cast<float>(w);
+  const float xf = (static_cast<float>(x) * iw) * static_cast<float>(8 * W);
+  const float yf = (static_cast<float>(y) * iw) * static_cast<float>(8 * H);
+  const float lim = static_cast<float>(kRastMaxFixed);
+  if (!(xf > -lim && xf < lim && yf > -lim && yf < lim)) return kRastVertexInvalid;
+  X = static_cast<int32_t>(rast_round_half_even(xf));
+  Y = static_cast<int32_t>(rast_round_half_even(yf));
+  return m;
+}
+
+// Triangle part of the set-up from its snapped corners and outcodes. Returns false when the triangle is dropped
+// (see the header comment); then `s` is unspecified.
+OCC_HD bool rast_setup_snapped(const int32_t* Xs, const int32_t* Ys, const uint32_t* codes, int H, int W,
+                               RastTriSetup& s) {
+  if ((codes[0] | codes[1] | codes[2]) & kRastVertexInvalid) return false;
+  if (codes[0] & codes[1] & codes[2]) return false;  // all three outside the same frustum plane
+  const int64_t X[3] = {Xs[0], Xs[1], Xs[2]}, Y[3] = {Ys[0], Ys[1], Ys[2]};
+  // Bounding box first: most triangles of a dense mesh contain no pixel centre and stop here.
+  const int64_t xmin = X[0] < X[1] ? (X[0] < X[2] ? X[0] : X[2]) : (X[1] < X[2] ? X[1] : X[2]);
+  const int64_t xmax = X[0] > X[1] ? (X[0] > X[2] ? X[0] : X[2]) : (X[1] > X[2] ? X[1] : X[2]);
+  rast_pixel_span(xmin, xmax, W, s.x0, s.x1);
+  if (s.x0 > s.x1) return false;
+  const int64_t ymin = Y[0] < Y[1] ? (Y[0] < Y[2] ? Y[0] : Y[2]) : (Y[1] < Y[2] ? Y[1] : Y[2]);
+  const int64_t ymax = Y[0] > Y[1] ? (Y[0] > Y[2] ? Y[0] : Y[2]) : (Y[1] > Y[2] ? Y[1] : Y[2]);
+  rast_pixel_span(ymin, ymax, H, s.y0, s.y1);
+  if (s.y0 > s.y1) return false;
   // Twice the signed area (counter-clockwise with y up is positive).
   const int64_t area = (X[1] - X[0]) * (Y[2] - Y[0]) - (Y[1] - Y[0]) * (X[2] - X[0]);
   if (area == 0) return false;
-  // Orient counter-clockwise: swap the last two corners for clockwise triangles (coverage only).
-  int i1 = 1, i2 = 2;
-  if (area < 0) {
-    i1 = 2;
-    i2 = 1;
-  }
-  const int order[3] = {0, i1, i2};
+  // Orient counter-clockwise: visit the corners as 0, 2, 1 for clockwise triangles (coverage only).
+  const int order[3] = {0, area > 0 ? 1 : 2, area > 0 ? 2 : 1};
   for (int e = 0; e < 3; ++e) {
-    const int a = order[e], b = order[(e + 1) % 3];
+    const int a = order[e], b = order[e == 2 ? 0 : e + 1];
     const int64_t dx = X[b] - X[a], dy = Y[b] - Y[a];
     // E(s) = dx (sy - Ya) - dy (sx - Xa) > 0 to the left of a->b, i.e. inside for a CCW triangle.
     s.A[e] = -dy;
@@ -115,19 +124,20 @@ OCC_HD bool rast_setup(const scalar_t* p0, const scalar_t* p1, const scalar_t* p
     s.C[e] = dy * X[a] - dx * Y[a];
     // Fill rule: samples exactly on a left edge (going down, dy < 0) or a bottom edge (dy == 0, going right) are
     // owned; on any other edge they are not: E >= 0 becomes E - 1 >= 0 there.
-    const bool owns = dy < 0 || (dy == 0 && dx > 0);
-    if (!owns) s.C[e] -= 1;
+    if (!(dy < 0 || (dy == 0 && dx > 0))) s.C[e] -= 1;
   }
-  int64_t xmin = X[0], xmax = X[0], ymin = Y[0], ymax = Y[0];
-  for (int k = 1; k < 3; ++k) {
-    xmin = X[k] < xmin ? X[k] : xmin;
-    xmax = X[k] > xmax ? X[k] : xmax;
-    ymin = Y[k] < ymin ? Y[k] : ymin;
-    ymax = Y[k] > ymax ? Y[k] : ymax;
-  }
-  rast_pixel_span(xmin, xmax, W, s.x0, s.x1);
-  rast_pixel_span(ymin, ymax, H, s.y0, s.y1);
-  return s.x0 <= s.x1 && s.y0 <= s.y1;
+  return true;
+}
+
+// Whole set-up of triangle (p0, p1, p2) (clip-space xyzw) for an H x W image, for back ends without a vertex pass.
+template <typename scalar_t>
+OCC_HD bool rast_setup(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int H, int W, RastTriSetup& s) {
+  int32_t X[3], Y[3];
+  uint32_t codes[3];
+  codes[0] = rast_vertex(p0, H, W, X[0], Y[0]);
+  codes[1] = rast_vertex(p1, H, W, X[1], Y[1]);
+  codes[2] = rast_vertex(p2, H, W, X[2], Y[2]);
+  return rast_setup_snapped(X, Y, codes, H, W, s);
 }
 
 // Is the centre of pixel (i, j) covered? sx, sy are its fixed-point coordinates.
@@ -224,12 +234,12 @@ OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t*
 }
 
 // Reverse mode of rast_resolve for one pixel: given dL/d(u, v) and (optionally) dL/d rast_db, accumulate
-// dL/d(x, y, w) of the three vertices into g0, g1, g2 (each 4 wide: x, y, z, w; z untouched).
+// dL/d(x, y, w) of the three vertices into g0, g1, g2 (each 4 wide: x, y, z, w; z untouched) with add(ptr, value).
 // u, v are the forward (clamped) values; the clamps are treated as identity.
-template <typename scalar_t>
+template <typename scalar_t, typename Add>
 OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int i, int j, int H, int W,
                           scalar_t gu, scalar_t gv, const scalar_t* gdb /* 4 or nullptr */, scalar_t* g0,
-                          scalar_t* g1, scalar_t* g2) {
+                          scalar_t* g1, scalar_t* g2, Add add) {
   const scalar_t fx = rast_ndc<scalar_t>(i, W), fy = rast_ndc<scalar_t>(j, H);
   const scalar_t x0 = p0[0], y0 = p0[1], w0 = p0[3];
   const scalar_t x1 = p1[0], y1 = p1[1], w1 = p1[3];
@@ -291,15 +301,15 @@ OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t
   const scalar_t gpx1 = ga0 * py2 - ga2 * py0, gpy1 = -ga0 * px2 + ga2 * px0;
   const scalar_t gpx2 = -ga0 * py1 + ga1 * py0, gpy2 = ga0 * px1 - ga1 * px0;
   // px_k = x_k - fx w_k; py_k = y_k - fy w_k
-  g0[0] += gx0 + gpx0;
-  g0[1] += gy0 + gpy0;
-  g0[3] += gw0 - fx * gpx0 - fy * gpy0;
-  g1[0] += gx1 + gpx1;
-  g1[1] += gy1 + gpy1;
-  g1[3] += gw1 - fx * gpx1 - fy * gpy1;
-  g2[0] += gx2 + gpx2;
-  g2[1] += gy2 + gpy2;
-  g2[3] += gw2 - fx * gpx2 - fy * gpy2;
+  add(g0 + 0, gx0 + gpx0);
+  add(g0 + 1, gy0 + gpy0);
+  add(g0 + 3, gw0 - fx * gpx0 - fy * gpy0);
+  add(g1 + 0, gx1 + gpx1);
+  add(g1 + 1, gy1 + gpy1);
+  add(g1 + 3, gw1 - fx * gpx1 - fy * gpy1);
+  add(g2 + 0, gx2 + gpx2);
+  add(g2 + 1, gy2 + gpy2);
+  add(g2 + 3, gw2 - fx * gpx2 - fy * gpy2);
 }
 
 // Triangle index of a rast pixel, or -1 for an empty pixel or an id that does not name a triangle of [0, F).

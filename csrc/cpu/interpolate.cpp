@@ -86,7 +86,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
           interp_backward(rs + 4 * q, ds ? ds + 4 * q : nullptr, ab + C * v0, ab + C * v1, ab + C * v2,
                           static_cast<int>(C), diff.data(), with_da ? nd : 0, go + q * C,
                           gda ? gda + q * 2 * nd : nullptr, gab + C * v0, gab + C * v1, gab + C * v2, grs + 4 * q,
-                          gdb ? gdb + 4 * q : nullptr);
+                          gdb ? gdb + 4 * q : nullptr, PlainAdd{});
         }
       }
     });

@@ -1,9 +1,9 @@
 // CPU loops for rasterize (forward and position gradient). The math is common/rasterize.h.
 //
-// Forward, per image: the triangles are split into a fixed number of contiguous chunks; each chunk is drawn by one
+// Forward, per image: the triangles are split into contiguous chunks (one per thread); each chunk is drawn by one
 // task into its own (depth key, id) buffer, then a per-pixel pass keeps the smallest 64-bit key over the chunks
-// (the same (depth, id) order as the CUDA atomicMin) and resolves (u, v, z/w, id) and rast_db. The result does not
-// depend on the thread count. Backward: per-image serial scatter into that image's gradient (instanced mode) or into
+// (the same (depth, id) order as the CUDA atomicMin) and resolves (u, v, z/w, id) and rast_db. The minimum does not
+// depend on how the triangles were chunked, so the result does not depend on the thread count. Backward: per-image serial scatter into that image's gradient (instanced mode) or into
 // a private per-image buffer summed in image order (range mode): deterministic.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -21,7 +21,7 @@
 namespace occ::cpu {
 namespace {
 
-constexpr int64_t kTrianglesPerChunk = 4096;
+constexpr int64_t kTrianglesPerChunk = 2048;  // smallest chunk worth a thread
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
 
 // Triangles [first, first + count) of image b, and where its vertices start.
@@ -34,15 +34,30 @@ ImageRange image_range(int64_t b, bool instanced, int64_t F, int64_t V, const in
   return {ranges[2 * b], ranges[2 * b + 1], 0};
 }
 
+// Snapped vertices of one image (the vertex pass).
+struct SnappedVertices {
+  std::vector<int32_t> X, Y;
+  std::vector<uint32_t> code;
+  void resize(int64_t V) {
+    X.resize(V);
+    Y.resize(V);
+    code.resize(V);
+  }
+};
+
 template <typename scalar_t>
-void draw_chunk(const scalar_t* pos, const int32_t* tri, int64_t first, int64_t last, int H, int W,
-                uint64_t* __restrict__ keys) {
+void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first, int64_t last,
+                int H, int W, uint64_t* __restrict__ keys) {
   for (int64_t t = first; t < last; ++t) {
-    const scalar_t* p0 = pos + 4 * static_cast<int64_t>(tri[3 * t]);
-    const scalar_t* p1 = pos + 4 * static_cast<int64_t>(tri[3 * t + 1]);
-    const scalar_t* p2 = pos + 4 * static_cast<int64_t>(tri[3 * t + 2]);
+    const int32_t v[3] = {tri[3 * t], tri[3 * t + 1], tri[3 * t + 2]};
+    const int32_t X[3] = {sv.X[v[0]], sv.X[v[1]], sv.X[v[2]]};
+    const int32_t Y[3] = {sv.Y[v[0]], sv.Y[v[1]], sv.Y[v[2]]};
+    const uint32_t codes[3] = {sv.code[v[0]], sv.code[v[1]], sv.code[v[2]]};
     RastTriSetup s;
-    if (!rast_setup(p0, p1, p2, H, W, s)) continue;
+    if (!rast_setup_snapped(X, Y, codes, H, W, s)) continue;
+    const scalar_t* p0 = pos + 4 * static_cast<int64_t>(v[0]);
+    const scalar_t* p1 = pos + 4 * static_cast<int64_t>(v[1]);
+    const scalar_t* p2 = pos + 4 * static_cast<int64_t>(v[2]);
     for (int j = s.y0; j <= s.y1; ++j) {
       const int64_t sy = rast_sample_fixed(j, H);
       const scalar_t fy = rast_ndc<scalar_t>(j, H);
@@ -73,6 +88,8 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
   const int32_t* rng = instanced ? nullptr : ranges.const_data_ptr<int32_t>();
   const int32_t* tr = tri.const_data_ptr<int32_t>();
   std::vector<uint64_t> keys;
+  SnappedVertices sv;
+  sv.resize(V);
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cpu", [&] {
     const scalar_t* ps = pos.const_data_ptr<scalar_t>();
     scalar_t* out = rast.mutable_data_ptr<scalar_t>();
@@ -80,13 +97,20 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
     for (int64_t b = 0; b < B; ++b) {
       const ImageRange r = image_range(b, instanced, F, V, rng);
       const scalar_t* pb = ps + r.vertex_offset;
-      const int64_t nchunks = std::max<int64_t>(1, (r.count + kTrianglesPerChunk - 1) / kTrianglesPerChunk);
+      // One chunk per thread (each chunk costs a key buffer to clear and to merge), fewer for small meshes.
+      const int64_t nchunks = std::clamp<int64_t>((r.count + kTrianglesPerChunk - 1) / kTrianglesPerChunk, 1,
+                                                  at::get_num_threads());
       const int64_t per = (r.count + nchunks - 1) / nchunks;
       keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
+      // Vertex pass (range mode: images share pos, but a cheap pass per image keeps this simple).
+      at::parallel_for(0, V, 4096, [&](int64_t v0, int64_t v1) {
+        for (int64_t v = v0; v < v1; ++v)
+          sv.code[v] = rast_vertex(pb + 4 * v, static_cast<int>(H), static_cast<int>(W), sv.X[v], sv.Y[v]);
+      });
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
-          draw_chunk(pb, tr, first, last, static_cast<int>(H), static_cast<int>(W), keys.data() + c * P);
+          draw_chunk(pb, tr, sv, first, last, static_cast<int>(H), static_cast<int>(W), keys.data() + c * P);
         }
       });
       scalar_t* ob = out + b * P * 4;
@@ -149,7 +173,8 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
             continue;
           const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
           rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, static_cast<int>(p % W), static_cast<int>(p / W),
-                        static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1, gb + 4 * v2);
+                        static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1, gb + 4 * v2,
+                        PlainAdd{});
         }
       }
     });

@@ -3,8 +3,12 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
+
+#include <algorithm>
 
 #include "cuda/launchers.h"
 #include "cuda/ops_cuda.h"
@@ -53,6 +57,114 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_backward(const at::Tensor& grad
           "neighbour_min backward");
   });
   return {grad_target, grad_render};
+}
+
+namespace {
+// A small host vector of indices as a device tensor (kept alive by the caller for the launch).
+at::Tensor device_indices(const std::vector<int32_t>& v, const at::Device& device) {
+  auto host = at::empty({static_cast<int64_t>(v.size())}, at::TensorOptions().dtype(at::kInt));
+  std::copy(v.begin(), v.end(), host.mutable_data_ptr<int32_t>());
+  return host.to(device);
+}
+}  // namespace
+
+std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
+                                                     int64_t W, const at::Tensor& ranges) {
+  const c10::cuda::CUDAGuard guard(pos.device());
+  const bool instanced = pos.dim() == 3;
+  const int64_t B = instanced ? pos.size(0) : ranges.size(0);
+  const int64_t V = instanced ? pos.size(1) : pos.size(0);
+  const int64_t F = tri.size(0);
+  int64_t max_count = F;
+  at::Tensor ranges_dev;
+  if (!instanced) {
+    max_count = 0;
+    const int32_t* r = ranges.const_data_ptr<int32_t>();
+    for (int64_t b = 0; b < B; ++b) max_count = std::max<int64_t>(max_count, r[2 * b + 1]);
+    ranges_dev = ranges.to(pos.device());
+  }
+  auto rast = at::empty({B, H, W, 4}, pos.options());
+  auto db = at::empty({B, H, W, 4}, pos.options());
+  auto keys = at::empty({B, H, W}, pos.options().dtype(at::kLong));
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cuda", [&] {
+    check(launch_rasterize_forward<scalar_t>(
+              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), F,
+              instanced ? nullptr : ranges_dev.const_data_ptr<int32_t>(), max_count, instanced ? V * 4 : 0, B,
+              static_cast<int>(H), static_cast<int>(W),
+              reinterpret_cast<unsigned long long*>(keys.mutable_data_ptr<int64_t>()), rast.mutable_data_ptr<scalar_t>(),
+              db.mutable_data_ptr<scalar_t>(), stream),
+          "rasterize forward");
+  });
+  return {rast, db};
+}
+
+at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
+                              const at::Tensor& grad_rast, const at::Tensor& grad_db) {
+  const c10::cuda::CUDAGuard guard(pos.device());
+  const bool instanced = pos.dim() == 3;
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t V = instanced ? pos.size(1) : pos.size(0);
+  auto grad = at::zeros_like(pos);
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_backward_cuda", [&] {
+    check(launch_rasterize_backward<scalar_t>(
+              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), tri.size(0), instanced ? V * 4 : 0,
+              rast.const_data_ptr<scalar_t>(), grad_rast.const_data_ptr<scalar_t>(),
+              grad_db.defined() ? grad_db.const_data_ptr<scalar_t>() : nullptr, B, static_cast<int>(H),
+              static_cast<int>(W), grad.mutable_data_ptr<scalar_t>(), stream),
+          "rasterize backward");
+  });
+  return grad;
+}
+
+std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, const at::Tensor& rast,
+                                                       const at::Tensor& tri, const at::Tensor& rast_db,
+                                                       const std::vector<int32_t>& diff) {
+  const c10::cuda::CUDAGuard guard(attr.device());
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t Ba = attr.size(0), V = attr.size(1), C = attr.size(2);
+  const int nd = static_cast<int>(diff.size());
+  auto out = at::empty({B, H, W, C}, attr.options());
+  auto out_da = at::empty({B, H, W, 2 * static_cast<int64_t>(nd)}, attr.options());
+  auto diff_dev = device_indices(diff, attr.device());
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_forward_cuda", [&] {
+    check(launch_interpolate_forward<scalar_t>(
+              attr.const_data_ptr<scalar_t>(), Ba == 1 ? 0 : V * C, rast.const_data_ptr<scalar_t>(),
+              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0),
+              diff_dev.const_data_ptr<int32_t>(), nd, B, static_cast<int>(H), static_cast<int>(W), static_cast<int>(C),
+              out.mutable_data_ptr<scalar_t>(), out_da.mutable_data_ptr<scalar_t>(), stream),
+          "interpolate forward");
+  });
+  return {out, out_da};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Tensor& attr, const at::Tensor& rast,
+                                                                    const at::Tensor& tri, const at::Tensor& rast_db,
+                                                                    const std::vector<int32_t>& diff,
+                                                                    const at::Tensor& grad_out,
+                                                                    const at::Tensor& grad_da) {
+  const c10::cuda::CUDAGuard guard(attr.device());
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  const int64_t Ba = attr.size(0), V = attr.size(1), C = attr.size(2);
+  const int nd = static_cast<int>(diff.size());
+  auto grad_attr = at::zeros_like(attr);
+  auto grad_rast = at::zeros_like(rast);
+  auto grad_db = nd > 0 ? at::zeros_like(rast_db) : at::zeros({0}, rast.options());
+  auto diff_dev = device_indices(diff, attr.device());
+  auto stream = c10::cuda::getCurrentCUDAStream().stream();
+  AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_backward_cuda", [&] {
+    check(launch_interpolate_backward<scalar_t>(
+              attr.const_data_ptr<scalar_t>(), Ba == 1 ? 0 : V * C, rast.const_data_ptr<scalar_t>(),
+              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0),
+              diff_dev.const_data_ptr<int32_t>(), nd, B, static_cast<int>(H), static_cast<int>(W), static_cast<int>(C),
+              grad_out.const_data_ptr<scalar_t>(), grad_da.defined() ? grad_da.const_data_ptr<scalar_t>() : nullptr,
+              grad_attr.mutable_data_ptr<scalar_t>(), grad_rast.mutable_data_ptr<scalar_t>(),
+              nd > 0 ? grad_db.mutable_data_ptr<scalar_t>() : nullptr, stream),
+          "interpolate backward");
+  });
+  return {grad_attr, grad_rast, grad_db};
 }
 
 }  // namespace occ::cuda

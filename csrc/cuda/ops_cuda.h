@@ -4,6 +4,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <tuple>
+#include <vector>
 
 namespace occ::cuda {
 
@@ -12,5 +13,18 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_forward(const at::Tensor& targe
 std::tuple<at::Tensor, at::Tensor> neighbour_min_backward(const at::Tensor& grad_d2, const at::Tensor& target,
                                                           const at::Tensor& render, const at::Tensor& idx,
                                                           int64_t k);
+
+std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
+                                                     int64_t W, const at::Tensor& ranges);
+at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
+                              const at::Tensor& grad_rast, const at::Tensor& grad_db);
+std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, const at::Tensor& rast,
+                                                       const at::Tensor& tri, const at::Tensor& rast_db,
+                                                       const std::vector<int32_t>& diff);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Tensor& attr, const at::Tensor& rast,
+                                                                    const at::Tensor& tri, const at::Tensor& rast_db,
+                                                                    const std::vector<int32_t>& diff,
+                                                                    const at::Tensor& grad_out,
+                                                                    const at::Tensor& grad_da);
 
 }  // namespace occ::cuda

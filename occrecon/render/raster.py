@@ -113,8 +113,10 @@ def _check_tri(tri: object, num_vertices: int, device: torch.device) -> torch.Te
         raise TypeError(f"tri must be int32 (as in nvdiffrast), got {tri.dtype}")
     if tri.device != device:
         raise ValueError(f"tri is on {tri.device} but pos/attr is on {device}")
-    if tri.numel() > 0:
-        lo, hi = int(tri.min()), int(tri.max())
+    # Value checks read the data: done in eager mode here (with this message) and always in C++ inside the op, so a
+    # compiled graph (which cannot branch on data) is still protected.
+    if tri.numel() > 0 and not torch.compiler.is_compiling():
+        lo, hi = (int(v) for v in tri.aminmax())
         if lo < 0 or hi >= num_vertices:
             raise ValueError(f"tri indices must lie in [0, {num_vertices}), got [{lo}, {hi}]")
     return tri.contiguous()
@@ -171,7 +173,8 @@ def rasterize(glctx: RasterizeCudaContext | None, pos: torch.Tensor, tri: torch.
         if ranges.dim() != 2 or ranges.shape[1] != 2 or ranges.dtype != torch.int32 or ranges.device.type != "cpu":
             raise ValueError(f"ranges must be an int32 CPU tensor [B, 2], got {tuple(ranges.shape)} {ranges.dtype} "
                              f"on {ranges.device}")
-        if ranges.numel() and (bool((ranges < 0).any()) or int((ranges[:, 0] + ranges[:, 1]).max()) > tri.shape[0]):
+        if ranges.numel() and not torch.compiler.is_compiling() and (
+                bool((ranges < 0).any()) or int((ranges[:, 0] + ranges[:, 1]).max()) > tri.shape[0]):
             raise ValueError(f"ranges must be non-negative (first, count) pairs within the {tri.shape[0]} triangles")
         ranges = ranges.contiguous()
     else:
