@@ -580,3 +580,37 @@ def test_fragments_match_reference():
     for x, y in zip(ours[:3], ref[:3]):
         assert torch.equal(x, y)
     assert ours.dists is None and ref[3] is None
+
+
+def test_sphere_silhouette_matches_closed_form():
+    """A unit sphere at distance d seen with NDC focal f projects to a disc of radius f / sqrt(d^2 - 1)."""
+    from occrecon.render.meshes import perspective_clip, uv_sphere
+
+    v, tri = uv_sphere(129, 256)
+    d, f, n = 3.0, 2.0, 256
+    rast, _ = dr.rasterize(None, perspective_clip(v, distance=d, focal=f)[None], tri, (n, n))
+    radius = f / math.sqrt(d * d - 1)
+    disc = math.pi * radius ** 2 / 4 * n * n  # pixels inside the projected disc
+    covered = int((rast[..., 3] > 0).sum())
+    assert abs(covered - disc) < 2 * math.pi * radius / 2 * n  # within one pixel ring of the exact outline
+    # the depth at the image centre is the sphere's front point z = d - 1 in view space
+    near, far = 0.1, 100.0
+    zc = d - 1
+    ndc = ((far + near) / (far - near) * zc - 2 * far * near / (far - near)) / zc
+    centre = rast[0, n // 2 - 1:n // 2 + 1, n // 2 - 1:n // 2 + 1, 2]
+    assert (centre - ndc).abs().max() < 1e-3
+
+
+def test_example_renders_png(tmp_path):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("render_mesh", Path(__file__).parents[1] / "examples" /
+                                                  "render_mesh.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = mod.main([str(tmp_path / "mesh.png"), "--size", "96"])
+    from PIL import Image
+
+    img = np.asarray(Image.open(out))
+    assert img.shape == (96, 96, 3)
+    assert (img != 255).any(axis=-1).mean() > 0.2  # the face covers a good part of the frame
