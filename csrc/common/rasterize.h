@@ -29,11 +29,17 @@ namespace occ {
 // Fixed-point limit for snapped vertex coordinates: edge-function products then stay below 2^62.
 constexpr int64_t kRastMaxFixed = int64_t(1) << 30;
 
+// Round to nearest, ties to even, for |v| < 2^31 (callers guarantee |v| < 2^30).
 OCC_HD int64_t rast_round_half_even(float v) {
 #if defined(__CUDA_ARCH__)
   return __float2ll_rn(v);
 #else
-  return static_cast<int64_t>(__builtin_nearbyintf(v));  // default rounding mode: to nearest, ties to even
+  // Adding and removing 2^23 rounds in the FPU's default mode (nearest, ties to even): no libm call, vectorisable.
+  // Floats of magnitude >= 2^23 are integers already. (Requires IEEE semantics: never build with -ffast-math.)
+  constexpr float kMagic = 8388608.0f;  // 2^23
+  if (v >= kMagic || v <= -kMagic) return static_cast<int64_t>(v);
+  const float r = v >= 0.0f ? (v + kMagic) - kMagic : (v - kMagic) + kMagic;
+  return static_cast<int64_t>(r);
 #endif
 }
 

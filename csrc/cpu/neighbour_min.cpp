@@ -10,18 +10,11 @@
 #include <algorithm>
 
 #include "common/neighbour_min.h"
+#include "cpu/isa.h"
 #include "cpu/ops_cpu.h"
 
 namespace occ::cpu {
 namespace {
-
-// The row loops are built twice, for AVX2 and for the baseline ISA; the loader picks one at run time (GCC/Clang
-// function multi-versioning). No FMA: the results stay bit-identical to the baseline build and the reference.
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(OCCRECON_NO_CLONES)
-#define OCC_CPU_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define OCC_CPU_CLONES
-#endif
 
 // Rows per task: a 224-pixel row at k = 5 is ~17k multiply-adds; a few rows amortise the scheduling.
 constexpr int64_t kRowGrain = 4;

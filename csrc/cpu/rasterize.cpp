@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "common/rasterize.h"
+#include "cpu/isa.h"
 #include "cpu/ops_cpu.h"
 
 namespace occ::cpu {
@@ -46,7 +47,12 @@ struct SnappedVertices {
 };
 
 template <typename scalar_t>
-void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first, int64_t last,
+OCC_CPU_CLONES void snap_vertices(const scalar_t* pos, int64_t v0, int64_t v1, int H, int W, SnappedVertices& sv) {
+  for (int64_t v = v0; v < v1; ++v) sv.code[v] = rast_vertex(pos + 4 * v, H, W, sv.X[v], sv.Y[v]);
+}
+
+template <typename scalar_t>
+OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first, int64_t last,
                 int H, int W, uint64_t* __restrict__ keys) {
   for (int64_t t = first; t < last; ++t) {
     const int32_t v[3] = {tri[3 * t], tri[3 * t + 1], tri[3 * t + 2]};
@@ -104,8 +110,7 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
       keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
       // Vertex pass (range mode: images share pos, but a cheap pass per image keeps this simple).
       at::parallel_for(0, V, 4096, [&](int64_t v0, int64_t v1) {
-        for (int64_t v = v0; v < v1; ++v)
-          sv.code[v] = rast_vertex(pb + 4 * v, static_cast<int>(H), static_cast<int>(W), sv.X[v], sv.Y[v]);
+        snap_vertices(pb, v0, v1, static_cast<int>(H), static_cast<int>(W), sv);
       });
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
