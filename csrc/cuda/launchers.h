@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "common/antialias.h"
+
 namespace occ::cuda {
 
 template <typename scalar_t>
@@ -17,5 +19,22 @@ template <typename scalar_t>
 cudaError_t launch_neighbour_min_backward(const scalar_t* grad_d2, const scalar_t* target, const scalar_t* render,
                                           const int32_t* idx, int64_t B, int C, int H, int W, int k,
                                           scalar_t* grad_target, scalar_t* grad_render, cudaStream_t stream);
+
+// antialias (csrc/common/antialias.h): AaBatch holds device pointers to contiguous buffers.
+//
+// Topology: keys of the 3F half-edges; after a stable sort of the keys (perm = the sort's indices), pair
+// (scratch, 3F*2 int32) and topo (3F int32) are filled.
+cudaError_t launch_antialias_topology_keys(const int32_t* tri, int64_t F, int64_t* keys, cudaStream_t stream);
+cudaError_t launch_antialias_topology_resolve(const int32_t* tri, int64_t F, const int64_t* sorted_keys,
+                                              const int64_t* perm, int32_t* pair, int32_t* topo,
+                                              cudaStream_t stream);
+
+template <typename S>
+cudaError_t launch_antialias_forward(const AaBatch<S>& a, S* out, cudaStream_t stream);
+
+// grad_pos must be zeroed; it is accumulated with atomicAdd.
+template <typename S>
+cudaError_t launch_antialias_backward(const AaBatch<S>& a, const S* grad_out, S* grad_color, S* grad_pos,
+                                      cudaStream_t stream);
 
 }  // namespace occ::cuda
