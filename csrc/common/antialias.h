@@ -234,14 +234,10 @@ struct AaSegment {
   bool hit;        // false: the segment changes nothing
 };
 
-template <typename S>
-OCC_HD bool aa_targets_pixel1(const AaSegment<S>& s) {
-  return !(s.alpha > S(0));
-}
-
+// The pixel a hit blends: pixel0 if alpha > 0, else pixel1 (as nvdiffrast).
 template <typename S>
 OCC_HD int64_t aa_target(const AaSegment<S>& s) {
-  return aa_targets_pixel1(s) ? s.q1 : s.q0;
+  return s.alpha > S(0) ? s.q0 : s.q1;
 }
 
 // Does segment (x, y, d) lie inside the image? (pixel1 = (x + 1, y) for d = 0, (x, y + 1) for d = 1)
@@ -320,52 +316,92 @@ OCC_HD AaSegment<S> aa_segment(const AaBatch<S>& a, int64_t b, int x, int y, int
   return s;
 }
 
-// Calls f(segment, as_pixel1) for every segment touching pixel (x, y) of image b that changes something, in a
-// fixed order: (x, y) as pixel0 of its horizontal, then vertical segment; then as pixel1 of those.
+// ------------------------------------------------------------------------------------------------ records
+//
+// Every pass runs in two steps so that each segment is analysed once: first one record per segment, its alpha
+// if it is a hit, else kAaNoHit (alpha of a hit lies in [-1/2, 1/2]); then per-pixel gathers over the records
+// of the (up to four) segments touching a pixel. Records live at seg[2 * (b*H*W + y*W + x) + d].
+
+constexpr float kAaNoHit = 2.0f;
+
+template <typename S>
+OCC_HD bool aa_is_hit(S record) {
+  return record != S(kAaNoHit);
+}
+
+// The record of segment (x, y, d) of image b.
+template <typename S>
+OCC_HD S aa_segment_record(const AaBatch<S>& a, int64_t b, int x, int y, int d) {
+  if (!aa_segment_inside(a.H, a.W, x, y, d)) return S(kAaNoHit);
+  const AaSegment<S> s = aa_segment(a, b, x, y, d);
+  return s.hit ? s.alpha : S(kAaNoHit);
+}
+
+// Records of the two segments whose pixel0 is (x, y) in image b.
+template <typename S>
+OCC_HD void aa_record_pixel(const AaBatch<S>& a, int64_t b, int x, int y, S* __restrict__ seg) {
+  S* dst = seg + 2 * (b * a.pixels() + static_cast<int64_t>(y) * a.W + x);
+  dst[0] = aa_segment_record(a, b, x, y, 0);
+  dst[1] = aa_segment_record(a, b, x, y, 1);
+}
+
+// Does any hit segment touch pixel (x, y)? (The cheap test before the gathers below.)
+template <typename S>
+OCC_HD bool aa_pixel_touched(const AaBatch<S>& a, const S* __restrict__ seg, int64_t b, int x, int y) {
+  const int64_t p = static_cast<int64_t>(y) * a.W + x;
+  const S* rec = seg + 2 * b * a.pixels();
+  return aa_is_hit(rec[2 * p]) || aa_is_hit(rec[2 * p + 1]) || (x > 0 && aa_is_hit(rec[2 * (p - 1)])) ||
+         (y > 0 && aa_is_hit(rec[2 * (p - a.W) + 1]));
+}
+
+// Calls f(alpha, q0, q1, as_pixel1) for every hit segment touching pixel (x, y) of image b (q0, q1: flat
+// pixel0 and pixel1 in the image), in a fixed order: (x, y) as pixel0 of its horizontal, then vertical segment;
+// then as pixel1 of the segments from its left and lower neighbours.
 template <typename S, typename Fn>
-OCC_HD void aa_for_each_touching_hit(const AaBatch<S>& a, int64_t b, int x, int y, Fn&& f) {
-  for (int j = 0; j < 4; ++j) {
-    const int d = j & 1;
-    const int x0 = (j == 2) ? x - 1 : x, y0 = (j == 3) ? y - 1 : y;
-    if (!aa_segment_inside(a.H, a.W, x0, y0, d)) continue;
-    const AaSegment<S> s = aa_segment(a, b, x0, y0, d);
-    if (s.hit) f(s, j >= 2);
-  }
+OCC_HD void aa_for_each_touching_hit(const AaBatch<S>& a, const S* __restrict__ seg, int64_t b, int x, int y,
+                                     Fn&& f) {
+  const int64_t p = static_cast<int64_t>(y) * a.W + x;
+  const S* rec = seg + 2 * b * a.pixels();
+  if (aa_is_hit(rec[2 * p])) f(rec[2 * p], p, p + 1, false);
+  if (aa_is_hit(rec[2 * p + 1])) f(rec[2 * p + 1], p, p + a.W, false);
+  if (x > 0 && aa_is_hit(rec[2 * (p - 1)])) f(rec[2 * (p - 1)], p - 1, p, true);
+  if (y > 0 && aa_is_hit(rec[2 * (p - a.W) + 1])) f(rec[2 * (p - a.W) + 1], p - a.W, p, true);
 }
 
 // ------------------------------------------------------------------------------------------------ forward
 
-// out at pixel (x, y) of image b = color + the blends of the (up to four) segments that target it.
+// out at pixel (x, y) of image b = color + the blends of the hit segments that target it (seg: the records).
 template <typename S>
-OCC_HD void aa_forward_pixel(const AaBatch<S>& a, int64_t b, int x, int y, S* __restrict__ out) {
+OCC_HD void aa_forward_pixel(const AaBatch<S>& a, const S* __restrict__ seg, int64_t b, int x, int y,
+                             S* __restrict__ out) {
   const int C = a.C;
   const S* color = a.color + a.image_offset(b);
-  S* dst = out + a.image_offset(b) + (static_cast<int64_t>(y) * a.W + x) * C;
-  const S* src = color + (static_cast<int64_t>(y) * a.W + x) * C;
-  for (int c = 0; c < C; ++c) dst[c] = src[c];
-  aa_for_each_touching_hit(a, b, x, y, [&](const AaSegment<S>& s, bool as_pixel1) {
-    if (aa_targets_pixel1(s) != as_pixel1) return;
-    for (int c = 0; c < C; ++c) dst[c] += s.alpha * (color[s.q1 * C + c] - color[s.q0 * C + c]);
+  const int64_t p = static_cast<int64_t>(y) * a.W + x;
+  S* dst = out + a.image_offset(b) + p * C;
+  for (int c = 0; c < C; ++c) dst[c] = color[p * C + c];
+  aa_for_each_touching_hit(a, seg, b, x, y, [&](S alpha, int64_t q0, int64_t q1, bool as_pixel1) {
+    if ((alpha > S(0)) == as_pixel1) return;  // it targets the other pixel
+    for (int c = 0; c < C; ++c) dst[c] += alpha * (color[q1 * C + c] - color[q0 * C + c]);
   });
 }
 
 // ------------------------------------------------------------------------------------------------ backward
 
 // dL/dcolor at pixel (x, y) of image b: the incoming gradient, plus -alpha (as pixel0) or +alpha (as pixel1)
-// times the incoming gradient at the target of each segment touching it. A gather: deterministic.
+// times the incoming gradient at the target of each hit segment touching it. A gather: deterministic.
 template <typename S>
-OCC_HD void aa_grad_color_pixel(const AaBatch<S>& a, const S* __restrict__ grad_out, int64_t b, int x, int y,
-                                S* __restrict__ grad_color) {
+OCC_HD void aa_grad_color_pixel(const AaBatch<S>& a, const S* __restrict__ seg, const S* __restrict__ grad_out,
+                                int64_t b, int x, int y, S* __restrict__ grad_color) {
   const int C = a.C;
   const S* g = grad_out + a.image_offset(b);
-  S* dst = grad_color + a.image_offset(b) + (static_cast<int64_t>(y) * a.W + x) * C;
-  const S* src = g + (static_cast<int64_t>(y) * a.W + x) * C;
-  for (int c = 0; c < C; ++c) dst[c] = src[c];
-  aa_for_each_touching_hit(a, b, x, y, [&](const AaSegment<S>& s, bool as_pixel1) {
-    const int64_t target = aa_target(s);
+  const int64_t p = static_cast<int64_t>(y) * a.W + x;
+  S* dst = grad_color + a.image_offset(b) + p * C;
+  for (int c = 0; c < C; ++c) dst[c] = g[p * C + c];
+  aa_for_each_touching_hit(a, seg, b, x, y, [&](S alpha, int64_t q0, int64_t q1, bool as_pixel1) {
+    const int64_t target = alpha > S(0) ? q0 : q1;
     for (int c = 0; c < C; ++c) {
       const S gt = g[target * C + c];
-      if (gt != S(0)) dst[c] += as_pixel1 ? s.alpha * gt : -(s.alpha * gt);
+      if (gt != S(0)) dst[c] += as_pixel1 ? alpha * gt : -(alpha * gt);
     }
   });
 }
@@ -377,13 +413,14 @@ struct AaEdgeGrad {
   S g[2][3];     // (x, y, w) for each
 };
 
-// Gradient of segment (x, y, d) of image b into its edge's vertices. False when there is none: no edge,
-// saturated alpha (|alpha| >= 1/2), or no colour difference weighted by the incoming gradient.
+// Gradient of segment (x, y, d) of image b (inside the image) into its edge's vertices. False when there is
+// none: no hit, saturated alpha (|alpha| >= 1/2), or no colour difference weighted by the incoming gradient.
 template <typename S>
-OCC_HD bool aa_segment_pos_grad(const AaBatch<S>& a, const S* __restrict__ grad_out, int64_t b, int x, int y, int d,
-                                AaEdgeGrad<S>& out) {
-  const AaSegment<S> s = aa_segment(a, b, x, y, d);
-  if (!s.hit || !(aa_abs(s.alpha) < S(0.5))) return false;
+OCC_HD bool aa_segment_pos_grad(const AaBatch<S>& a, const S* __restrict__ seg, const S* __restrict__ grad_out,
+                                int64_t b, int x, int y, int d, AaEdgeGrad<S>& out) {
+  const S record = seg[2 * (b * a.pixels() + static_cast<int64_t>(y) * a.W + x) + d];
+  if (!aa_is_hit(record) || !(aa_abs(record) < S(0.5))) return false;
+  const AaSegment<S> s = aa_segment(a, b, x, y, d);  // the full analysis again, for hits only
   const int C = a.C;
   const S* g = grad_out + a.image_offset(b) + aa_target(s) * C;
   const S* c0 = a.color + a.image_offset(b) + s.q0 * C;

@@ -29,12 +29,13 @@ cudaError_t launch_antialias_topology_resolve(const int32_t* tri, int64_t F, con
                                               const int64_t* perm, int32_t* pair, int32_t* topo,
                                               cudaStream_t stream);
 
+// seg: scratch for one record per segment, B*H*W*2 elements.
 template <typename S>
-cudaError_t launch_antialias_forward(const AaBatch<S>& a, S* out, cudaStream_t stream);
+cudaError_t launch_antialias_forward(const AaBatch<S>& a, S* seg, S* out, cudaStream_t stream);
 
 // grad_pos must be zeroed; it is accumulated with atomicAdd.
 template <typename S>
-cudaError_t launch_antialias_backward(const AaBatch<S>& a, const S* grad_out, S* grad_color, S* grad_pos,
+cudaError_t launch_antialias_backward(const AaBatch<S>& a, S* seg, const S* grad_out, S* grad_color, S* grad_pos,
                                       cudaStream_t stream);
 
 }  // namespace occ::cuda

@@ -84,10 +84,12 @@ at::Tensor antialias_forward(const at::Tensor& color, const at::Tensor& rast, co
                              const at::Tensor& tri, const at::Tensor& topo) {
   const c10::cuda::CUDAGuard guard(color.device());
   auto out = at::empty_like(color);
+  auto seg = at::empty({color.size(0), color.size(1), color.size(2), 2}, color.options());
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_forward_cuda", [&] {
     check(launch_antialias_forward<scalar_t>(aa_batch<scalar_t>(color, rast, pos, tri, topo),
-                                             out.mutable_data_ptr<scalar_t>(), stream),
+                                             seg.mutable_data_ptr<scalar_t>(), out.mutable_data_ptr<scalar_t>(),
+                                             stream),
           "antialias forward");
   });
   return out;
@@ -99,10 +101,11 @@ std::tuple<at::Tensor, at::Tensor> antialias_backward(const at::Tensor& grad_out
   const c10::cuda::CUDAGuard guard(color.device());
   auto grad_color = at::empty_like(color);
   auto grad_pos = at::zeros_like(pos);
+  auto seg = at::empty({color.size(0), color.size(1), color.size(2), 2}, color.options());
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(color.scalar_type(), "antialias_backward_cuda", [&] {
     check(launch_antialias_backward<scalar_t>(aa_batch<scalar_t>(color, rast, pos, tri, topo),
-                                              grad_out.const_data_ptr<scalar_t>(),
+                                              seg.mutable_data_ptr<scalar_t>(), grad_out.const_data_ptr<scalar_t>(),
                                               grad_color.mutable_data_ptr<scalar_t>(),
                                               grad_pos.mutable_data_ptr<scalar_t>(), stream),
           "antialias backward");
