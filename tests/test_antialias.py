@@ -416,11 +416,12 @@ def test_given_topology_equals_built_and_non_contiguous_inputs():
     assert torch.equal(antialias(color_nc, rast_nc, pos_nc, tri_nc), want)
 
 
-def test_torch_compile_matches_eager():
+@pytest.mark.parametrize("prebuilt_topology", [True, False])
+def test_torch_compile_matches_eager(prebuilt_topology):
     pos, tri, rast = _random_scene(9)
     pos = pos.float()
     color = torch.rand(2, 24, 28, 3)
-    topo = antialias_construct_topology_hash(tri)
+    topo = antialias_construct_topology_hash(tri) if prebuilt_topology else None
 
     def f(c, p):
         return (antialias(c, rast, p, tri, topology_hash=topo, pos_gradient_boost=2.0) ** 2).sum()
