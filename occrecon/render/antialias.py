@@ -10,7 +10,7 @@ import math
 
 import torch
 
-import occrecon  # noqa: F401  (loads the extension that defines torch.ops.occrecon.antialias*)
+from occrecon import _C  # noqa: F401  (the extension: defines torch.ops.occrecon.antialias*)
 from occrecon.ops import _checks
 
 __all__ = ["antialias", "antialias_construct_topology_hash"]
