@@ -614,3 +614,37 @@ def test_example_renders_png(tmp_path):
     img = np.asarray(Image.open(out))
     assert img.shape == (96, 96, 3)
     assert (img != 255).any(axis=-1).mean() > 0.2  # the face covers a good part of the frame
+
+
+def test_full_pipeline_with_antialias_gives_silhouette_gradients():
+    """rasterize -> interpolate -> antialias on our own rasterization: a silhouette-only loss (a white square on
+    black) gets a position gradient that matches finite differences of the whole pipeline."""
+    n = 32
+    corners = torch.tensor([[-0.43, -0.41, 0.0, 1.0], [0.39, -0.41, 0.0, 1.0], [0.39, 0.45, 0.0, 1.0],
+                            [-0.43, 0.45, 0.0, 1.0]], dtype=torch.float64)
+    tri = torch.tensor([[0, 1, 2], [0, 2, 3]], dtype=torch.int32)
+    right = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+
+    def render(shift):
+        p = (corners + shift * right)[None]
+        rast, _ = dr.rasterize(None, p, tri, (n, n))
+        mask, _ = dr.interpolate(torch.ones(4, 1, dtype=torch.float64), rast, tri)  # constant inside
+        return dr.antialias(mask, rast, p, tri)
+
+    target = render(torch.tensor(0.3 * 2 / n, dtype=torch.float64)).detach()  # 0.3 px to the right
+
+    def loss(shift):
+        return ((render(shift) - target) ** 2).sum()
+
+    shift = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    loss(shift).backward()
+    h = 0.05 * 2 / n  # 0.05 px: the edges stay between the same pixel centres
+    fd = (loss(torch.tensor(h, dtype=torch.float64)) - loss(torch.tensor(-h, dtype=torch.float64))) / (2 * h)
+    assert shift.grad < 0
+    assert torch.isclose(shift.grad, fd, rtol=0.02)
+    # without antialias the mask is piecewise constant: no gradient reaches the positions
+    p = corners[None].clone().requires_grad_(True)
+    rast, _ = dr.rasterize(None, p, tri, (n, n))
+    mask, _ = dr.interpolate(torch.ones(4, 1, dtype=torch.float64), rast, tri)
+    ((mask - target) ** 2).sum().backward()
+    assert (p.grad == 0).all()

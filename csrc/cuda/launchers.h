@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "common/antialias.h"
+
 namespace occ::cuda {
 
 template <typename scalar_t>
@@ -46,5 +48,23 @@ cudaError_t launch_interpolate_backward(const scalar_t* attr, int64_t astride, c
                                         const int32_t* diff_dev, int nd, int64_t B, int H, int W, int C,
                                         const scalar_t* grad_out, const scalar_t* grad_da, scalar_t* grad_attr,
                                         scalar_t* grad_rast, scalar_t* grad_db, cudaStream_t stream);
+
+// antialias (csrc/common/antialias.h): AaBatch holds device pointers to contiguous buffers.
+//
+// Topology: keys of the 3F half-edges; after a stable sort of the keys (perm = the sort's indices), pair
+// (scratch, 3F*2 int32) and topo (3F int32) are filled.
+cudaError_t launch_antialias_topology_keys(const int32_t* tri, int64_t F, int64_t* keys, cudaStream_t stream);
+cudaError_t launch_antialias_topology_resolve(const int32_t* tri, int64_t F, const int64_t* sorted_keys,
+                                              const int64_t* perm, int32_t* pair, int32_t* topo,
+                                              cudaStream_t stream);
+
+// seg: scratch for one record per segment, B*H*W*2 elements.
+template <typename S>
+cudaError_t launch_antialias_forward(const AaBatch<S>& a, S* seg, S* out, cudaStream_t stream);
+
+// grad_pos must be zeroed; it is accumulated with atomicAdd.
+template <typename S>
+cudaError_t launch_antialias_backward(const AaBatch<S>& a, S* seg, const S* grad_out, S* grad_color, S* grad_pos,
+                                      cudaStream_t stream);
 
 }  // namespace occ::cuda

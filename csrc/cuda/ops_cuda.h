@@ -27,4 +27,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
                                                                     const at::Tensor& grad_out,
                                                                     const at::Tensor& grad_da);
 
+// antialias (csrc/common/antialias.h): topology [F, 3] int32, forward, backward (grad_color, grad_pos).
+at::Tensor antialias_topology(const at::Tensor& tri);
+at::Tensor antialias_forward(const at::Tensor& color, const at::Tensor& rast, const at::Tensor& pos,
+                             const at::Tensor& tri, const at::Tensor& topo);
+std::tuple<at::Tensor, at::Tensor> antialias_backward(const at::Tensor& grad_out, const at::Tensor& color,
+                                                      const at::Tensor& rast, const at::Tensor& pos,
+                                                      const at::Tensor& tri, const at::Tensor& topo);
+
 }  // namespace occ::cuda
