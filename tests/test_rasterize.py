@@ -344,7 +344,7 @@ def test_grad_db_flag_controls_db_gradient():
         _, db = dr.rasterize(None, p, tri, res, grad_db=flag)
         db.sum().backward()
         grads.append(p.grad)
-    assert grads[0].abs().sum() > 0 and (grads[1] == 0).all()
+    assert grads[0].abs().sum() > 0 and (grads[1] is None or (grads[1] == 0).all())
 
 
 def test_opcheck():

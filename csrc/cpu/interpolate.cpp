@@ -1,10 +1,11 @@
 // CPU loops for interpolate (forward and gradients). The math is common/interpolate.h. The attribute gradient is
-// scattered per image into a private buffer (parallel over images), summed over the batch for broadcast attributes:
-// deterministic.
+// scattered serially per image (images in parallel); broadcast attributes get a fixed number of partial buffers
+// summed in order: deterministic and independent of the thread count.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
 #include <ATen/ops/zeros.h>
 #include <ATen/ops/zeros_like.h>
 
@@ -15,6 +16,9 @@
 #include "cpu/ops_cpu.h"
 
 namespace occ::cpu {
+
+// Fixed number of partial attribute gradients for broadcast attributes (enough to keep every thread busy).
+constexpr int64_t kGradGroups = 8;
 
 std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, const at::Tensor& rast,
                                                        const at::Tensor& tri, const at::Tensor& rast_db,
@@ -60,10 +64,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
   const int64_t F = tri.size(0), P = H * W;
   const int nd = static_cast<int>(diff.size());
   const bool with_da = nd > 0 && grad_da.defined();
-  // Broadcast attributes: one private buffer per image, summed in image order (deterministic).
-  auto grad_attr = at::zeros({B, V, C}, attr.options());
-  auto grad_rast = at::zeros_like(rast);
-  auto grad_db = nd > 0 ? at::zeros_like(rast_db) : at::zeros({0}, rast.options());
+  // Broadcast attributes: the images are split into G fixed groups (independent of the thread count); each group
+  // scatters serially into its own buffer and the buffers are summed in group order: deterministic.
+  const int64_t G = Ba == 1 ? std::min<int64_t>(B, kGradGroups) : B;
+  auto grad_attr = at::zeros({Ba == 1 ? std::max<int64_t>(G, 1) : B, V, C}, attr.options());
+  // Every pixel's rast / rast_db gradient is written by the loop below (zeros on empty pixels): no memset.
+  auto grad_rast = at::empty_like(rast);
+  auto grad_db = nd > 0 ? at::empty_like(rast_db) : at::zeros({0}, rast.options());
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_backward_cpu", [&] {
     const scalar_t* as = attr.const_data_ptr<scalar_t>();
     const scalar_t* rs = rast.const_data_ptr<scalar_t>();
@@ -74,24 +81,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
     scalar_t* ga = grad_attr.mutable_data_ptr<scalar_t>();
     scalar_t* grs = grad_rast.mutable_data_ptr<scalar_t>();
     scalar_t* gdb = nd > 0 ? grad_db.mutable_data_ptr<scalar_t>() : nullptr;
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t g = g0; g < g1; ++g) {
+       for (int64_t b = g * B / G; b < (g + 1) * B / G; ++b) {
         const scalar_t* ab = as + (Ba == 1 ? 0 : b) * V * C;
-        scalar_t* gab = ga + b * V * C;
+        scalar_t* gab = ga + g * V * C;
         for (int64_t p = 0; p < P; ++p) {
           const int64_t q = b * P + p;
           const int32_t t = rast_triangle(rs + 4 * q, F);
-          if (t < 0) continue;
+          if (t < 0) {
+            grs[4 * q] = grs[4 * q + 1] = grs[4 * q + 2] = grs[4 * q + 3] = scalar_t(0);
+            if (gdb) gdb[4 * q] = gdb[4 * q + 1] = gdb[4 * q + 2] = gdb[4 * q + 3] = scalar_t(0);
+            continue;
+          }
           const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
           interp_backward(rs + 4 * q, ds ? ds + 4 * q : nullptr, ab + C * v0, ab + C * v1, ab + C * v2,
                           static_cast<int>(C), diff.data(), with_da ? nd : 0, go + q * C,
                           gda ? gda + q * 2 * nd : nullptr, gab + C * v0, gab + C * v1, gab + C * v2, grs + 4 * q,
                           gdb ? gdb + 4 * q : nullptr, PlainAdd{});
         }
+       }
       }
     });
   });
-  return {Ba == 1 ? grad_attr.sum(0, /*keepdim=*/true) : grad_attr, grad_rast, grad_db};
+  if (Ba != 1) return {grad_attr, grad_rast, grad_db};
+  return {G > 1 ? grad_attr.sum(0, /*keepdim=*/true) : grad_attr, grad_rast, grad_db};
 }
 
 }  // namespace occ::cpu

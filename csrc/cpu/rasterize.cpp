@@ -1,9 +1,10 @@
 // CPU loops for rasterize (forward and position gradient). The math is common/rasterize.h.
 //
-// Forward, per image: the triangles are split into contiguous chunks (one per thread); each chunk is drawn by one
-// task into its own (depth key, id) buffer, then a per-pixel pass keeps the smallest 64-bit key over the chunks
-// (the same (depth, id) order as the CUDA atomicMin) and resolves (u, v, z/w, id) and rast_db. The minimum does not
-// depend on how the triangles were chunked, so the result does not depend on the thread count. Backward: per-image serial scatter into that image's gradient (instanced mode) or into
+// Forward: a vertex pass snaps the vertices; triangles are drawn into a per-pixel 64-bit (depth key, id) buffer
+// keeping the minimum (the same order as the CUDA atomicMin); a per-pixel pass resolves (u, v, z/w, id) and rast_db.
+// With at least as many images as threads, each thread renders whole images; otherwise each image's triangles are
+// split into one chunk per thread, each with its own key buffer, and the resolve keeps the minimum over chunks.
+// The minimum does not depend on the split, so the result does not depend on the thread count. Backward: per-image serial scatter into that image's gradient (instanced mode) or into
 // a private per-image buffer summed in image order (range mode): deterministic.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -24,6 +25,8 @@ namespace {
 
 constexpr int64_t kTrianglesPerChunk = 2048;  // smallest chunk worth a thread
 constexpr uint64_t kEmptyKey = ~uint64_t(0);
+// Fixed number of partial position gradients in range mode (enough to keep every thread busy).
+constexpr int64_t kGradGroups = 8;
 
 // Triangles [first, first + count) of image b, and where its vertices start.
 struct ImageRange {
@@ -82,6 +85,46 @@ OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const Sn
 
 }  // namespace
 
+namespace {
+
+// Reused scratch (thread_local: no reallocation and no page faults from one call to the next).
+struct Workspace {
+  std::vector<uint64_t> keys;
+  SnappedVertices sv;
+};
+
+Workspace& workspace() {
+  thread_local Workspace ws;
+  return ws;
+}
+
+// Keep the smallest key over the chunks and write rast and rast_db for rows [j0, j1) of one image.
+template <typename scalar_t>
+OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, const uint64_t* keys, int64_t nchunks,
+                                 int64_t j0, int64_t j1, int H, int W, scalar_t* ob, scalar_t* dbb) {
+  const int64_t P = static_cast<int64_t>(H) * W;
+  for (int64_t j = j0; j < j1; ++j) {
+    for (int64_t i = 0; i < W; ++i) {
+      const int64_t p = j * W + i;
+      uint64_t best = keys[p];
+      for (int64_t c = 1; c < nchunks; ++c) best = std::min(best, keys[c * P + p]);
+      scalar_t* rp = ob + 4 * p;
+      scalar_t* dp = dbb + 4 * p;
+      if (best == kEmptyKey) {
+        rp[0] = rp[1] = rp[2] = rp[3] = scalar_t(0);
+        dp[0] = dp[1] = dp[2] = dp[3] = scalar_t(0);
+        continue;
+      }
+      const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
+      rast_resolve(pb + 4 * static_cast<int64_t>(tr[3 * t]), pb + 4 * static_cast<int64_t>(tr[3 * t + 1]),
+                   pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), static_cast<int>(i),
+                   static_cast<int>(j), H, W, rp, dp);
+    }
+  }
+}
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
                                                      int64_t W, const at::Tensor& ranges) {
   const bool instanced = pos.dim() == 3;
@@ -89,56 +132,53 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
   const int64_t V = instanced ? pos.size(1) : pos.size(0);
   const int64_t F = tri.size(0);
   const int64_t P = H * W;
+  const int h = static_cast<int>(H), w = static_cast<int>(W);
   auto rast = at::empty({B, H, W, 4}, pos.options());
   auto db = at::empty({B, H, W, 4}, pos.options());
   const int32_t* rng = instanced ? nullptr : ranges.const_data_ptr<int32_t>();
   const int32_t* tr = tri.const_data_ptr<int32_t>();
-  std::vector<uint64_t> keys;
-  SnappedVertices sv;
-  sv.resize(V);
+  const int64_t threads = at::get_num_threads();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cpu", [&] {
     const scalar_t* ps = pos.const_data_ptr<scalar_t>();
     scalar_t* out = rast.mutable_data_ptr<scalar_t>();
     scalar_t* out_db = db.mutable_data_ptr<scalar_t>();
+    if (B >= threads) {
+      // Enough images for every thread: each task renders whole images with its own scratch, no inner sync.
+      at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
+        Workspace& ws = workspace();
+        ws.sv.resize(V);
+        ws.keys.resize(static_cast<size_t>(P));
+        for (int64_t b = b0; b < b1; ++b) {
+          const ImageRange r = image_range(b, instanced, F, V, rng);
+          const scalar_t* pb = ps + r.vertex_offset;
+          std::fill(ws.keys.begin(), ws.keys.end(), kEmptyKey);
+          snap_vertices(pb, 0, V, h, w, ws.sv);
+          draw_chunk(pb, tr, ws.sv, r.first, r.first + r.count, h, w, ws.keys.data());
+          resolve_rows(pb, tr, ws.keys.data(), 1, 0, H, h, w, out + b * P * 4, out_db + b * P * 4);
+        }
+      });
+      return;
+    }
+    // Few images: parallel within each image. The triangles are split into contiguous chunks (one per thread),
+    // each drawn into its own key buffer; the resolve keeps the minimum over the chunks.
+    Workspace& ws = workspace();
+    ws.sv.resize(V);
     for (int64_t b = 0; b < B; ++b) {
       const ImageRange r = image_range(b, instanced, F, V, rng);
       const scalar_t* pb = ps + r.vertex_offset;
-      // One chunk per thread (each chunk costs a key buffer to clear and to merge), fewer for small meshes.
       const int64_t nchunks = std::clamp<int64_t>((r.count + kTrianglesPerChunk - 1) / kTrianglesPerChunk, 1,
-                                                  at::get_num_threads());
+                                                  threads);
       const int64_t per = (r.count + nchunks - 1) / nchunks;
-      keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
-      // Vertex pass (range mode: images share pos, but a cheap pass per image keeps this simple).
-      at::parallel_for(0, V, 4096, [&](int64_t v0, int64_t v1) {
-        snap_vertices(pb, v0, v1, static_cast<int>(H), static_cast<int>(W), sv);
-      });
+      ws.keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
+      at::parallel_for(0, V, 4096, [&](int64_t v0, int64_t v1) { snap_vertices(pb, v0, v1, h, w, ws.sv); });
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
-          draw_chunk(pb, tr, sv, first, last, static_cast<int>(H), static_cast<int>(W), keys.data() + c * P);
+          draw_chunk(pb, tr, ws.sv, first, last, h, w, ws.keys.data() + c * P);
         }
       });
-      scalar_t* ob = out + b * P * 4;
-      scalar_t* dbb = out_db + b * P * 4;
       at::parallel_for(0, H, 8, [&](int64_t j0, int64_t j1) {
-        for (int64_t j = j0; j < j1; ++j) {
-          for (int64_t i = 0; i < W; ++i) {
-            const int64_t p = j * W + i;
-            uint64_t best = kEmptyKey;
-            for (int64_t c = 0; c < nchunks; ++c) best = std::min(best, keys[c * P + p]);
-            scalar_t* rp = ob + 4 * p;
-            scalar_t* dp = dbb + 4 * p;
-            if (best == kEmptyKey) {
-              rp[0] = rp[1] = rp[2] = rp[3] = scalar_t(0);
-              dp[0] = dp[1] = dp[2] = dp[3] = scalar_t(0);
-              continue;
-            }
-            const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
-            rast_resolve(pb + 4 * static_cast<int64_t>(tr[3 * t]), pb + 4 * static_cast<int64_t>(tr[3 * t + 1]),
-                         pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), static_cast<int>(i),
-                         static_cast<int>(j), static_cast<int>(H), static_cast<int>(W), rp, dp);
-          }
-        }
+        resolve_rows(pb, tr, ws.keys.data(), nchunks, j0, j1, h, w, out + b * P * 4, out_db + b * P * 4);
       });
     }
   });
@@ -152,8 +192,10 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
   const int64_t V = instanced ? pos.size(1) : pos.size(0);
   const int64_t F = tri.size(0);
   const int64_t P = H * W;
-  // Range mode: images may share vertices, so each image scatters into its own buffer; summed in image order.
-  auto grad = instanced ? at::zeros_like(pos) : at::zeros({B, V, 4}, pos.options());
+  // Instanced: each image scatters into its own slice of the gradient. Range mode: images may share vertices, so
+  // the images are split into G fixed groups, each scattering serially into its own buffer, summed in order.
+  const int64_t G = instanced ? B : std::min<int64_t>(B, kGradGroups);
+  auto grad = instanced ? at::zeros_like(pos) : at::zeros({std::max<int64_t>(G, 1), V, 4}, pos.options());
   const bool with_db = grad_db.defined();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_backward_cpu", [&] {
     const scalar_t* ps = pos.const_data_ptr<scalar_t>();
@@ -162,29 +204,32 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
     const scalar_t* gr = grad_rast.const_data_ptr<scalar_t>();
     const scalar_t* gd = with_db ? grad_db.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* g = grad.mutable_data_ptr<scalar_t>();
-    at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) {
-        const scalar_t* pb = instanced ? ps + b * V * 4 : ps;
-        scalar_t* gb = g + b * V * 4;
-        for (int64_t p = 0; p < P; ++p) {
-          const int64_t q = b * P + p;
-          const int32_t t = rast_triangle(rs + 4 * q, F);
-          if (t < 0) continue;
-          const scalar_t gu = gr[4 * q], gv = gr[4 * q + 1];
-          const scalar_t* gdb = gd ? gd + 4 * q : nullptr;
-          if (gu == scalar_t(0) && gv == scalar_t(0) &&
-              (gdb == nullptr || (gdb[0] == scalar_t(0) && gdb[1] == scalar_t(0) && gdb[2] == scalar_t(0) &&
-                                  gdb[3] == scalar_t(0))))
-            continue;
-          const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
-          rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, static_cast<int>(p % W), static_cast<int>(p / W),
-                        static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1, gb + 4 * v2,
-                        PlainAdd{});
+    at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+      for (int64_t grp = g0; grp < g1; ++grp) {
+        scalar_t* gb = g + grp * V * 4;
+        for (int64_t b = grp * B / G; b < (grp + 1) * B / G; ++b) {
+          const scalar_t* pb = instanced ? ps + b * V * 4 : ps;
+          for (int64_t p = 0; p < P; ++p) {
+            const int64_t q = b * P + p;
+            const int32_t t = rast_triangle(rs + 4 * q, F);
+            if (t < 0) continue;
+            const scalar_t gu = gr[4 * q], gv = gr[4 * q + 1];
+            const scalar_t* gdb = gd ? gd + 4 * q : nullptr;
+            if (gu == scalar_t(0) && gv == scalar_t(0) &&
+                (gdb == nullptr || (gdb[0] == scalar_t(0) && gdb[1] == scalar_t(0) && gdb[2] == scalar_t(0) &&
+                                    gdb[3] == scalar_t(0))))
+              continue;
+            const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
+            rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, static_cast<int>(p % W), static_cast<int>(p / W),
+                          static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1,
+                          gb + 4 * v2, PlainAdd{});
+          }
         }
       }
     });
   });
-  return instanced ? grad : grad.sum(0);
+  if (instanced) return grad;
+  return G > 1 ? grad.sum(0) : grad[0];
 }
 
 }  // namespace occ::cpu

@@ -59,10 +59,13 @@ def _rasterize_setup(ctx, inputs, output):
     rast, _db = output
     ctx.save_for_backward(pos, tri, rast)
     ctx.grad_db = grad_db
+    ctx.set_materialize_grads(False)  # an unused rast_db output must not cost a zero-filled [B,H,W,4] gradient
 
 
 def _rasterize_backward(ctx, grad_rast, grad_db):
     pos, tri, rast = ctx.saved_tensors
+    if grad_rast is None and (grad_db is None or not ctx.grad_db):
+        return None, None, None, None, None, None
     if grad_rast is None:
         grad_rast = torch.zeros_like(rast)
     g_db = grad_db if ctx.grad_db else None
@@ -89,10 +92,13 @@ def _interpolate_setup(ctx, inputs, output):
     attr, rast, tri, rast_db, diff_attrs = inputs
     ctx.save_for_backward(attr, rast, tri, rast_db)
     ctx.diff_attrs = diff_attrs
+    ctx.set_materialize_grads(False)
 
 
 def _interpolate_backward(ctx, grad_out, grad_da):
     attr, rast, tri, rast_db = ctx.saved_tensors
+    if grad_out is None and grad_da is None:
+        return None, None, None, None, None
     if grad_out is None:
         b, h, w, _ = rast.shape
         grad_out = attr.new_zeros((b, h, w, attr.shape[2]))
