@@ -29,17 +29,19 @@ namespace occ {
 // Fixed-point limit for snapped vertex coordinates: edge-function products then stay below 2^62.
 constexpr int64_t kRastMaxFixed = int64_t(1) << 30;
 
-// Round to nearest, ties to even, for |v| < 2^31 (callers guarantee |v| < 2^30).
-OCC_HD int64_t rast_round_half_even(float v) {
+// Round to nearest, ties to even, for |v| < 2^31 (callers guarantee |v| < 2^30). int32, not int64: float->int32
+// conversions vectorise on AVX2, float->int64 ones do not.
+OCC_HD int32_t rast_round_half_even(float v) {
 #if defined(__CUDA_ARCH__)
-  return __float2ll_rn(v);
+  return __float2int_rn(v);
 #else
-  // Adding and removing 2^23 rounds in the FPU's default mode (nearest, ties to even): no libm call, vectorisable.
-  // Floats of magnitude >= 2^23 are integers already. (Requires IEEE semantics: never build with -ffast-math.)
+  // Adding and removing 2^23 rounds in the FPU's default mode (nearest, ties to even): no libm call, and written
+  // as selects so that loops over vertices vectorise. Floats of magnitude >= 2^23 are integers already.
+  // (Requires IEEE semantics: never build with -ffast-math.)
   constexpr float kMagic = 8388608.0f;  // 2^23
-  if (v >= kMagic || v <= -kMagic) return static_cast<int64_t>(v);
-  const float r = v >= 0.0f ? (v + kMagic) - kMagic : (v - kMagic) + kMagic;
-  return static_cast<int64_t>(r);
+  const float m = v >= 0.0f ? kMagic : -kMagic;
+  const float r = (v + m) - m;
+  return static_cast<int32_t>(v >= kMagic || v <= -kMagic ? v : r);
 #endif
 }
 
@@ -80,9 +82,8 @@ constexpr uint32_t kRastVertexInvalid = 64u;
 template <typename scalar_t>
 OCC_HD uint32_t rast_vertex(const scalar_t* p, int H, int W, int32_t& X, int32_t& Y) {
   const scalar_t x = p[0], y = p[1], z = p[2], w = p[3];
-  X = Y = 0;
-  if (!(rast_finite(x) && rast_finite(y) && rast_finite(z) && rast_finite(w)) || !(w > scalar_t(0)))
-    return kRastVertexInvalid;
+  // Branch-free (selects, bitwise & and |) so that the CPU vertex pass vectorises.
+  const bool finite = rast_finite(x) & rast_finite(y) & rast_finite(z) & rast_finite(w);
   uint32_t m = 0;
   m |= x > w ? 1u : 0u;
   m |= x < -w ? 2u : 0u;
@@ -90,14 +91,15 @@ OCC_HD uint32_t rast_vertex(const scalar_t* p, int H, int W, int32_t& X, int32_t
   m |= y < -w ? 8u : 0u;
   m |= z > w ? 16u : 0u;
   m |= z < -w ? 32u : 0u;
-  const float iw = 1.0f / static_cast<float>(w);
-  const float xf = (static_cast<float>(x) * iw) * static_cast<float>(8 * W);
-  const float yf = (static_cast<float>(y) * iw) * static_cast<float>(8 * H);
+  const float wf = finite & (w > scalar_t(0)) ? static_cast<float>(w) : 1.0f;
+  const float iw = 1.0f / wf;
+  const float xf = (static_cast<float>(finite ? x : scalar_t(0)) * iw) * static_cast<float>(8 * W);
+  const float yf = (static_cast<float>(finite ? y : scalar_t(0)) * iw) * static_cast<float>(8 * H);
   const float lim = static_cast<float>(kRastMaxFixed);
-  if (!(xf > -lim && xf < lim && yf > -lim && yf < lim)) return kRastVertexInvalid;
-  X = static_cast<int32_t>(rast_round_half_even(xf));
-  Y = static_cast<int32_t>(rast_round_half_even(yf));
-  return m;
+  const bool ok = finite & (w > scalar_t(0)) & (xf > -lim) & (xf < lim) & (yf > -lim) & (yf < lim);
+  X = rast_round_half_even(ok ? xf : 0.0f);
+  Y = rast_round_half_even(ok ? yf : 0.0f);
+  return ok ? m : kRastVertexInvalid;
 }
 
 // Triangle part of the set-up from its snapped corners and outcodes. Returns false when the triangle is dropped

@@ -50,8 +50,12 @@ struct SnappedVertices {
 };
 
 template <typename scalar_t>
-OCC_CPU_CLONES void snap_vertices(const scalar_t* pos, int64_t v0, int64_t v1, int H, int W, SnappedVertices& sv) {
-  for (int64_t v = v0; v < v1; ++v) sv.code[v] = rast_vertex(pos + 4 * v, H, W, sv.X[v], sv.Y[v]);
+OCC_CPU_CLONES void snap_vertices(const scalar_t* __restrict__ pos, int64_t v0, int64_t v1, int H, int W,
+                                  SnappedVertices& sv) {
+  int32_t* __restrict__ X = sv.X.data();
+  int32_t* __restrict__ Y = sv.Y.data();
+  uint32_t* __restrict__ code = sv.code.data();
+  for (int64_t v = v0; v < v1; ++v) code[v] = rast_vertex(pos + 4 * v, H, W, X[v], Y[v]);
 }
 
 template <typename scalar_t>
