@@ -208,11 +208,11 @@ OCC_HD scalar_t rast_clamp01(scalar_t v) {
   return v < scalar_t(0) ? scalar_t(0) : (v > scalar_t(1) ? scalar_t(1) : v);
 }
 
-// The rasterizer's output at pixel (i, j) for triangle (p0, p1, p2) with id: rast[4] and db[4].
+// The rasterizer's output at a pixel centre (fx, fy) = (rast_ndc(i, W), rast_ndc(j, H)) of an H x W image for
+// triangle (p0, p1, p2) with id: rast[4] and db[4].
 template <typename scalar_t>
-OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int32_t id, int i, int j, int H,
-                         int W, scalar_t* rast, scalar_t* db) {
-  const scalar_t fx = rast_ndc<scalar_t>(i, W), fy = rast_ndc<scalar_t>(j, H);
+OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int32_t id, scalar_t fx,
+                         scalar_t fy, int H, int W, scalar_t* rast, scalar_t* db) {
   scalar_t a0, a1, a2;
   rast_bary_raw(p0, p1, p2, fx, fy, a0, a1, a2);
   const scalar_t iw = scalar_t(1) / (a0 + a1 + a2);
@@ -241,14 +241,13 @@ OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t*
   db[3] = ys * (e1y - v * ety) * iw;
 }
 
-// Reverse mode of rast_resolve for one pixel: given dL/d(u, v) and (optionally) dL/d rast_db, accumulate
+// Reverse mode of rast_resolve for the pixel at (fx, fy): given dL/d(u, v) and (optionally) dL/d rast_db, accumulate
 // dL/d(x, y, w) of the three vertices into g0, g1, g2 (each 4 wide: x, y, z, w; z untouched) with add(ptr, value).
 // u, v are the forward (clamped) values; the clamps are treated as identity.
 template <typename scalar_t, typename Add>
-OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, int i, int j, int H, int W,
-                          scalar_t gu, scalar_t gv, const scalar_t* gdb /* 4 or nullptr */, scalar_t* g0,
+OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t* p2, scalar_t fx, scalar_t fy,
+                          int H, int W, scalar_t gu, scalar_t gv, const scalar_t* gdb /* 4 or nullptr */, scalar_t* g0,
                           scalar_t* g1, scalar_t* g2, Add add) {
-  const scalar_t fx = rast_ndc<scalar_t>(i, W), fy = rast_ndc<scalar_t>(j, H);
   const scalar_t x0 = p0[0], y0 = p0[1], w0 = p0[3];
   const scalar_t x1 = p1[0], y1 = p1[1], w1 = p1[3];
   const scalar_t x2 = p2[0], y2 = p2[1], w2 = p2[3];

@@ -59,8 +59,9 @@ OCC_CPU_CLONES void snap_vertices(const scalar_t* __restrict__ pos, int64_t v0, 
 }
 
 template <typename scalar_t>
-OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first, int64_t last,
-                int H, int W, uint64_t* __restrict__ keys) {
+OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first,
+                               int64_t last, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
+                               uint64_t* __restrict__ keys) {
   for (int64_t t = first; t < last; ++t) {
     const int32_t v[3] = {tri[3 * t], tri[3 * t + 1], tri[3 * t + 2]};
     const int32_t X[3] = {sv.X[v[0]], sv.X[v[1]], sv.X[v[2]]};
@@ -73,11 +74,11 @@ OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const Sn
     const scalar_t* p2 = pos + 4 * static_cast<int64_t>(v[2]);
     for (int j = s.y0; j <= s.y1; ++j) {
       const int64_t sy = rast_sample_fixed(j, H);
-      const scalar_t fy = rast_ndc<scalar_t>(j, H);
+      const scalar_t fy = ndc_y[j];
       uint64_t* row = keys + static_cast<int64_t>(j) * W;
       for (int i = s.x0; i <= s.x1; ++i) {
         if (!rast_covers(s, rast_sample_fixed(i, W), sy)) continue;
-        const scalar_t z = rast_depth(p0, p1, p2, rast_ndc<scalar_t>(i, W), fy);
+        const scalar_t z = rast_depth(p0, p1, p2, ndc_x[i], fy);
         if (!rast_depth_visible(z)) continue;
         const uint64_t key = (static_cast<uint64_t>(rast_depth_key(static_cast<float>(z))) << 32) |
                              static_cast<uint32_t>(t);
@@ -90,6 +91,16 @@ OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const Sn
 }  // namespace
 
 namespace {
+
+// NDC of the pixel centres, once per call: the per-pixel loops then never divide by W or H.
+template <typename scalar_t>
+struct NdcTable {
+  std::vector<scalar_t> x, y;
+  NdcTable(int H, int W) : x(W), y(H) {
+    for (int i = 0; i < W; ++i) x[i] = rast_ndc<scalar_t>(i, W);
+    for (int j = 0; j < H; ++j) y[j] = rast_ndc<scalar_t>(j, H);
+  }
+};
 
 // Reused scratch (thread_local: no reallocation and no page faults from one call to the next).
 struct Workspace {
@@ -105,7 +116,8 @@ Workspace& workspace() {
 // Keep the smallest key over the chunks and write rast and rast_db for rows [j0, j1) of one image.
 template <typename scalar_t>
 OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, const uint64_t* keys, int64_t nchunks,
-                                 int64_t j0, int64_t j1, int H, int W, scalar_t* ob, scalar_t* dbb) {
+                                 int64_t j0, int64_t j1, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
+                                 scalar_t* ob, scalar_t* dbb) {
   const int64_t P = static_cast<int64_t>(H) * W;
   for (int64_t j = j0; j < j1; ++j) {
     for (int64_t i = 0; i < W; ++i) {
@@ -121,8 +133,8 @@ OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, const ui
       }
       const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
       rast_resolve(pb + 4 * static_cast<int64_t>(tr[3 * t]), pb + 4 * static_cast<int64_t>(tr[3 * t + 1]),
-                   pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), static_cast<int>(i),
-                   static_cast<int>(j), H, W, rp, dp);
+                   pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), ndc_x[i], ndc_y[j], H, W,
+                   rp, dp);
     }
   }
 }
@@ -146,6 +158,7 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
     const scalar_t* ps = pos.const_data_ptr<scalar_t>();
     scalar_t* out = rast.mutable_data_ptr<scalar_t>();
     scalar_t* out_db = db.mutable_data_ptr<scalar_t>();
+    const NdcTable<scalar_t> ndc(h, w);
     if (B >= threads) {
       // Enough images for every thread: each task renders whole images with its own scratch, no inner sync.
       at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
@@ -157,8 +170,9 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
           const scalar_t* pb = ps + r.vertex_offset;
           std::fill(ws.keys.begin(), ws.keys.end(), kEmptyKey);
           snap_vertices(pb, 0, V, h, w, ws.sv);
-          draw_chunk(pb, tr, ws.sv, r.first, r.first + r.count, h, w, ws.keys.data());
-          resolve_rows(pb, tr, ws.keys.data(), 1, 0, H, h, w, out + b * P * 4, out_db + b * P * 4);
+          draw_chunk(pb, tr, ws.sv, r.first, r.first + r.count, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data());
+          resolve_rows(pb, tr, ws.keys.data(), 1, 0, H, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
+                       out_db + b * P * 4);
         }
       });
       return;
@@ -178,11 +192,12 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
-          draw_chunk(pb, tr, ws.sv, first, last, h, w, ws.keys.data() + c * P);
+          draw_chunk(pb, tr, ws.sv, first, last, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data() + c * P);
         }
       });
       at::parallel_for(0, H, 8, [&](int64_t j0, int64_t j1) {
-        resolve_rows(pb, tr, ws.keys.data(), nchunks, j0, j1, h, w, out + b * P * 4, out_db + b * P * 4);
+        resolve_rows(pb, tr, ws.keys.data(), nchunks, j0, j1, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
+                     out_db + b * P * 4);
       });
     }
   });
@@ -208,6 +223,7 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
     const scalar_t* gr = grad_rast.const_data_ptr<scalar_t>();
     const scalar_t* gd = with_db ? grad_db.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* g = grad.mutable_data_ptr<scalar_t>();
+    const NdcTable<scalar_t> ndc(static_cast<int>(H), static_cast<int>(W));
     at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
       for (int64_t grp = g0; grp < g1; ++grp) {
         scalar_t* gb = g + grp * V * 4;
@@ -224,8 +240,8 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
                                     gdb[3] == scalar_t(0))))
               continue;
             const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
-            rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, static_cast<int>(p % W), static_cast<int>(p / W),
-                          static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1,
+            rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, ndc.x[p % W], ndc.y[p / W], static_cast<int>(H),
+                          static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1,
                           gb + 4 * v2, PlainAdd{});
           }
         }

@@ -76,7 +76,8 @@ __global__ void resolve_kernel(const scalar_t* __restrict__ pos, const int32_t* 
     const int64_t t = static_cast<int64_t>(key & 0xffffffffull);
     const scalar_t* pb = pos + b * vstride;
     rast_resolve(pb + 4 * static_cast<int64_t>(tri[3 * t]), pb + 4 * static_cast<int64_t>(tri[3 * t + 1]),
-                 pb + 4 * static_cast<int64_t>(tri[3 * t + 2]), static_cast<int32_t>(t), i, j, H, W, rp, dp);
+                 pb + 4 * static_cast<int64_t>(tri[3 * t + 2]), static_cast<int32_t>(t), rast_ndc<scalar_t>(i, W),
+                 rast_ndc<scalar_t>(j, H), H, W, rp, dp);
   });
 }
 
@@ -91,7 +92,8 @@ __global__ void rasterize_backward_kernel(const scalar_t* __restrict__ pos, cons
     const int64_t v0 = tri[3 * t], v1 = tri[3 * t + 1], v2 = tri[3 * t + 2];
     const scalar_t* pb = pos + b * vstride;
     scalar_t* gb = grad_pos + b * vstride;
-    rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, i, j, H, W, grad_rast[4 * q], grad_rast[4 * q + 1],
+    rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, rast_ndc<scalar_t>(i, W), rast_ndc<scalar_t>(j, H), H, W,
+                  grad_rast[4 * q], grad_rast[4 * q + 1],
                   grad_db ? grad_db + 4 * q : nullptr, gb + 4 * v0, gb + 4 * v1, gb + 4 * v2, AtomicAdd{});
   });
 }
