@@ -208,6 +208,19 @@ OCC_HD scalar_t rast_clamp01(scalar_t v) {
   return v < scalar_t(0) ? scalar_t(0) : (v > scalar_t(1) ? scalar_t(1) : v);
 }
 
+// u, v as emitted from unnormalised barycentrics (a0, a1) and iw = 1 / (a0 + a1 + a2): clamped to [0, 1], and both
+// divided by u + v when that exceeds 1.
+template <typename scalar_t>
+OCC_HD void rast_output_uv(scalar_t a0, scalar_t a1, scalar_t iw, scalar_t& u, scalar_t& v) {
+  u = rast_clamp01(a0 * iw);
+  v = rast_clamp01(a1 * iw);
+  const scalar_t uv = u + v;
+  if (uv > scalar_t(1)) {
+    u /= uv;
+    v /= uv;
+  }
+}
+
 // The rasterizer's output at a pixel centre (fx, fy) = (rast_ndc(i, W), rast_ndc(j, H)) of an H x W image for
 // triangle (p0, p1, p2) with id: rast[4] and db[4].
 template <typename scalar_t>
@@ -216,12 +229,8 @@ OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t*
   scalar_t a0, a1, a2;
   rast_bary_raw(p0, p1, p2, fx, fy, a0, a1, a2);
   const scalar_t iw = scalar_t(1) / (a0 + a1 + a2);
-  scalar_t u = rast_clamp01(a0 * iw), v = rast_clamp01(a1 * iw);
-  const scalar_t uv = u + v;
-  if (uv > scalar_t(1)) {
-    u /= uv;
-    v /= uv;
-  }
+  scalar_t u, v;
+  rast_output_uv(a0, a1, iw, u, v);
   scalar_t zw = (p0[2] * a0 + p1[2] * a1 + p2[2] * a2) / (p0[3] * a0 + p1[3] * a1 + p2[3] * a2);
   zw = zw < scalar_t(-1) ? scalar_t(-1) : (zw > scalar_t(1) ? scalar_t(1) : zw);
   rast[0] = u;
@@ -256,13 +265,8 @@ OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t
   const scalar_t px2 = x2 - fx * w2, py2 = y2 - fy * w2;
   const scalar_t a0 = px1 * py2 - py1 * px2, a1 = px2 * py0 - py2 * px0, a2 = px0 * py1 - py0 * px1;
   const scalar_t iw = scalar_t(1) / (a0 + a1 + a2);
-  // forward values of u, v as emitted (clamped)
-  scalar_t u = rast_clamp01(a0 * iw), v = rast_clamp01(a1 * iw);
-  const scalar_t uv = u + v;
-  if (uv > scalar_t(1)) {
-    u /= uv;
-    v /= uv;
-  }
+  scalar_t u, v;  // forward values of u, v as emitted (clamped)
+  rast_output_uv(a0, a1, iw, u, v);
   scalar_t ga0 = 0, ga1 = 0, giw = 0;
   scalar_t gx0 = 0, gy0 = 0, gw0 = 0, gx1 = 0, gy1 = 0, gw1 = 0, gx2 = 0, gy2 = 0, gw2 = 0;
   scalar_t gU = gu, gV = gv;
