@@ -100,7 +100,7 @@ def load_ict_npz(path: str | Path, *, albedo_components: int = 80, cache_dir: st
         arrays = {k: _get(d, k, path) for k in ("tris", "id_basis", "exp_basis", "lm68")}
         names = [str(n) for n in d["exp_names"]] if "exp_names" in d.files else []
     return _ict_model(mean, arrays["id_basis"], arrays["exp_basis"], arrays["tris"], arrays["lm68"], names,
-                      f"ict-{path.stem}", path, albedo_components, cache_dir, crop)
+                      path.stem, path, albedo_components, cache_dir, crop)
 
 
 def convert_ict_obj(folder: str | Path, *, region: str | int = "face", albedo_components: int = 80,
@@ -187,7 +187,7 @@ def load_sfm(path: str | Path, *, albedo_components: int = 80,
                             allow_missing=True)
         names = [str(n) for n in d["exp_names"]] if "exp_names" in d.files else []
     id_basis = (basis.astype(np.float64) * np.sqrt(ev)[None, :]).T.reshape(-1, V, 3).astype(np.float32)
-    return _with_prior_albedo(mean, id_basis, exp, tris, lm, None, None, units="mm", name=f"sfm-{path.stem}",
+    return _with_prior_albedo(mean, id_basis, exp, tris, lm, None, None, units="mm", name=path.stem,
                               exp_names=names, albedo_components=albedo_components, cache_dir=cache_dir)
 
 
