@@ -261,3 +261,35 @@ def test_cli_convert_sfm_with_albedo_prior(tmp_path):
     model = MorphableModel.load(out)
     assert model.n_tex == 7 and model.albedo_source == "laplacian-prior-K7" and model.units == "mm"
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+
+
+def test_npz_loaders_on_synthetic_files_and_errors(tmp_path, grid):
+    verts, tris, _, lm = grid
+    V = len(verts)
+    rng = np.random.default_rng(6)
+    ict = {"mean": verts.astype(np.float32), "tris": tris.astype(np.int32), "lm68": lm.astype(np.int32),
+           "id_basis": rng.normal(size=(2, V, 3)).astype(np.float16),
+           "exp_basis": rng.uniform(size=(3, V, 3)).astype(np.float16), "exp_names": np.array(["a", "b", "c"])}
+    np.savez(tmp_path / "ict.npz", **ict)
+    model = load_model(tmp_path / "ict.npz", albedo_components=2, cache_dir=tmp_path / "c")
+    assert torch.equal(model.id_basis, torch.from_numpy(ict["id_basis"].astype(np.float32)))
+    np.savez(tmp_path / "ict_bad.npz", **dict(ict, lm68=np.r_[lm[:-1], V]))
+    with pytest.raises(ValueError, match="'lm68' has indices"):
+        load_ict_npz(tmp_path / "ict_bad.npz", albedo_components=0)
+    np.savez(tmp_path / "ict_bad.npz", **{k: v for k, v in ict.items() if k != "tris"})
+    with pytest.raises(ValueError, match="'tris' missing"):
+        load_ict_npz(tmp_path / "ict_bad.npz", albedo_components=0)
+    q, _ = np.linalg.qr(rng.normal(size=(3 * V, 4)))
+    sfm = {"mean": verts, "shape_basis_orthonormal": q, "eigenvalues": np.arange(1.0, 5.0),
+           "exp_basis": np.zeros((1, V, 3)), "tris": tris, "lm68_ibug": np.full(68, -1)}
+    np.savez(tmp_path / "sfm.npz", **sfm)
+    model = load_model(tmp_path / "sfm.npz", albedo_components=0)
+    np.testing.assert_allclose(model.id_basis[3].numpy(), 2.0 * q[:, 3].reshape(V, 3), atol=1e-6)
+    np.savez(tmp_path / "sfm_bad.npz", **dict(sfm, eigenvalues=np.ones(3)))
+    with pytest.raises(ValueError, match="'eigenvalues' has shape"):
+        load_sfm(tmp_path / "sfm_bad.npz", albedo_components=0)
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="cannot tell the format"):
+        load_model(tmp_path / "other.npz")
+    with pytest.raises(FileNotFoundError, match="src"):
+        load_model(tmp_path / "missing.h5")

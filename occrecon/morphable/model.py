@@ -36,7 +36,8 @@ class MorphableModel(torch.nn.Module):
       SFM, ICT identity) are scaled so coefficients are in standard deviations; blendshape models (ICT and SFM
       expressions) take weights in [0, 1]; Deep3D's file keeps its raw (unscaled) bases.
     - ``albedo_mean`` ``(V, 3)`` linear RGB in [0, 1], ``albedo_basis`` ``(K_tex, V, 3)``.
-    - ``triangles`` ``(F, 3)`` int32, 0-based, counter-clockwise seen from the front.
+    - ``triangles`` ``(F, 3)`` int32, 0-based, winding as in the source (ICT, SFM: counter-clockwise seen from
+      outside).
     - ``landmarks`` ``(68,)`` int64: vertex index of each iBUG/Multi-PIE 68-point landmark, **−1 where the
       model has no vertex for it** (e.g. SFM's jaw contour); users must mask those out.
     - ``front_face`` ``(V,)`` bool: vertices of the photometric region; ``skin`` ``(V,)`` bool: skin vertices.
@@ -179,8 +180,9 @@ class MorphableModel(torch.nn.Module):
 
     # -------------------------------------------------------------------------------------------- editing
     def crop(self, keep: torch.Tensor | np.ndarray) -> MorphableModel:
-        """A new model with only the vertices where ``keep`` ``(V,)`` is True and the triangles whose three
-        vertices are kept; indices are renumbered in the old order, landmarks on dropped vertices become −1."""
+        """A new (CPU, float32) model with only the vertices where ``keep`` ``(V,)`` is True and the triangles
+        whose three vertices are kept; indices are renumbered in the old order, landmarks on dropped vertices
+        become −1."""
         keep = _as_np(keep, bool)
         if keep.shape != (self.n_vertices,):
             raise ValueError(f"keep: expected shape ({self.n_vertices},), got {keep.shape}")
@@ -199,11 +201,11 @@ class MorphableModel(torch.nn.Module):
 
     # ----------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
-        """Write the project's versioned ``.npz`` (uncompressed; ``format_version`` = FORMAT_VERSION)."""
+        """Write the project's versioned ``.npz`` (uncompressed; ``format_version`` = FORMAT_VERSION; buffers as
+        they are, so a float32 model round-trips bit for bit; ``load`` gives float32)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: getattr(self, k).detach().cpu().numpy() for k in _ARRAY_KEYS}
-        data["mean"] = data["mean"].astype(np.float32)
         with open(path, "wb") as f:  # a file object: numpy would append '.npz' to a bare name otherwise
             np.savez(f, format_version=np.int64(FORMAT_VERSION), units=np.str_(self.units),
                      name=np.str_(self.name), exp_names=np.array(self.exp_names, dtype=np.str_),
