@@ -1,4 +1,4 @@
-"""Command line: ``occrecon demo`` and ``occrecon info``."""
+"""Command line: ``occrecon demo``, ``occrecon info`` and ``occrecon model convert``."""
 from __future__ import annotations
 
 import argparse
@@ -29,6 +29,16 @@ def _info(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_convert(args: argparse.Namespace) -> int:
+    from .morphable import load_model
+
+    model = load_model(Path(args.src), args.format, albedo_components=args.albedo_components,
+                       cache_dir=args.cache_dir)
+    out = model.save(Path(args.dst))
+    print(f"wrote {out}: {model.extra_repr()}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="occrecon", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -39,6 +49,17 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="how the compiled extension was built")
     p.set_defaults(func=_info)
+    p = sub.add_parser("model", help="face models")
+    model_sub = p.add_subparsers(dest="model_command", required=True)
+    p = model_sub.add_parser("convert", help="convert a face model to occrecon's .npz format")
+    p.add_argument("src", help="source model: a file, or the ICT-FaceKit FaceXModel folder")
+    p.add_argument("dst", help="output .npz")
+    p.add_argument("--format", choices=["ict-npz", "ict-obj", "sfm", "bfm2017", "deep3d"],
+                   help="source format (default: guessed from the file)")
+    p.add_argument("--albedo-components", type=int, default=80, metavar="K",
+                   help="albedo prior components for models without albedo (ICT, SFM; default 80)")
+    p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
+    p.set_defaults(func=_model_convert)
     args = parser.parse_args(argv)
     return args.func(args)
 

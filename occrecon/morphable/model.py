@@ -1,0 +1,234 @@
+"""``MorphableModel``: a linear 3D morphable face model (shape, expression, albedo) as a ``torch.nn.Module``."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .layout import ParamLayout
+
+__all__ = ["MorphableModel", "FORMAT_VERSION"]
+
+#: Version of the project's ``.npz`` model format written by ``MorphableModel.save``.
+FORMAT_VERSION = 1
+
+_ARRAY_KEYS = ("mean", "id_basis", "exp_basis", "albedo_mean", "albedo_basis", "triangles", "landmarks",
+               "front_face", "skin")
+
+
+def _as_np(x, dtype) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+class MorphableModel(torch.nn.Module):
+    """A linear face model: ``vertices = mean + Σ id_k·id_basis[k] + Σ exp_k·exp_basis[k]`` and
+    ``albedo = albedo_mean + Σ tex_k·albedo_basis[k]``.
+
+    Buffers (move with ``.to()``; floating ones follow ``.double()``):
+
+    - ``mean`` ``(V, 3)``: mean shape in ``units`` (e.g. 'cm', 'mm', 'dm').
+    - ``id_basis`` ``(K_id, V, 3)``, ``exp_basis`` ``(K_exp, V, 3)``: per-coefficient vertex offsets in
+      ``units``. How a coefficient is scaled depends on the source (see the loaders): PCA models (BFM 2017,
+      SFM, ICT identity) are scaled so coefficients are in standard deviations; blendshape models (ICT and SFM
+      expressions) take weights in [0, 1]; Deep3D's file keeps its raw (unscaled) bases.
+    - ``albedo_mean`` ``(V, 3)`` linear RGB in [0, 1], ``albedo_basis`` ``(K_tex, V, 3)``.
+    - ``triangles`` ``(F, 3)`` int32, 0-based, winding as in the source (ICT, SFM: counter-clockwise seen from
+      outside).
+    - ``landmarks`` ``(68,)`` int64: vertex index of each iBUG/Multi-PIE 68-point landmark, **−1 where the
+      model has no vertex for it** (e.g. SFM's jaw contour); users must mask those out.
+    - ``front_face`` ``(V,)`` bool: vertices of the photometric region; ``skin`` ``(V,)`` bool: skin vertices.
+
+    Attributes: ``units`` (str), ``name`` (str), ``exp_names`` (list of str, may be empty),
+    ``albedo_source`` (str: 'model' for a learned albedo, else how the generic prior was made).
+    """
+
+    mean: torch.Tensor
+    id_basis: torch.Tensor
+    exp_basis: torch.Tensor
+    albedo_mean: torch.Tensor
+    albedo_basis: torch.Tensor
+    triangles: torch.Tensor
+    landmarks: torch.Tensor
+    front_face: torch.Tensor
+    skin: torch.Tensor
+
+    def __init__(self, mean, id_basis, exp_basis, albedo_mean, albedo_basis, triangles, landmarks,
+                 front_face=None, skin=None, *, units: str, name: str, exp_names: Sequence[str] = (),
+                 albedo_source: str = "model"):
+        super().__init__()
+        mean = _as_np(mean, np.float32)
+        if mean.ndim != 2 or mean.shape[1] != 3:
+            raise ValueError(f"mean: expected shape (V, 3), got {mean.shape}")
+        V = mean.shape[0]
+        arrays = {"mean": mean}
+        for key, val in (("id_basis", id_basis), ("exp_basis", exp_basis), ("albedo_basis", albedo_basis)):
+            a = _as_np(val, np.float32)
+            if a.ndim != 3 or a.shape[1:] != (V, 3):
+                raise ValueError(f"{key}: expected shape (K, {V}, 3), got {a.shape}")
+            arrays[key] = a
+        a = _as_np(albedo_mean, np.float32)
+        if a.shape != (V, 3):
+            raise ValueError(f"albedo_mean: expected shape ({V}, 3), got {a.shape}")
+        arrays["albedo_mean"] = a
+        tri = np.asarray(triangles.detach().cpu().numpy() if isinstance(triangles, torch.Tensor) else triangles)
+        if tri.ndim != 2 or tri.shape[1] != 3 or (tri.size and tri.dtype.kind not in "iu"):
+            raise ValueError(f"triangles: expected integer shape (F, 3), got {tri.shape} {tri.dtype}")
+        if tri.size and (tri.min() < 0 or tri.max() >= V):
+            raise ValueError(f"triangles: indices must lie in [0, {V}), got [{tri.min()}, {tri.max()}]")
+        arrays["triangles"] = np.ascontiguousarray(tri, dtype=np.int32)
+        lm = np.asarray(landmarks.detach().cpu().numpy() if isinstance(landmarks, torch.Tensor) else landmarks)
+        if lm.ndim != 1 or (lm.size and lm.dtype.kind not in "iu"):
+            raise ValueError(f"landmarks: expected a 1-D integer array, got {lm.shape} {lm.dtype}")
+        if lm.size and (lm.min() < -1 or lm.max() >= V):
+            raise ValueError(f"landmarks: indices must lie in [0, {V}) or be -1, got [{lm.min()}, {lm.max()}]")
+        arrays["landmarks"] = lm.astype(np.int64)
+        for key, val in (("front_face", front_face), ("skin", skin)):
+            m = np.ones(V, bool) if val is None else _as_np(val, bool)
+            if m.shape != (V,):
+                raise ValueError(f"{key}: expected shape ({V},), got {m.shape}")
+            arrays[key] = m
+        for key in _ARRAY_KEYS:
+            self.register_buffer(key, torch.from_numpy(arrays[key]))
+        self.units = str(units)
+        self.name = str(name)
+        self.exp_names = [str(n) for n in exp_names]
+        if self.exp_names and len(self.exp_names) != arrays["exp_basis"].shape[0]:
+            raise ValueError(f"exp_names: {len(self.exp_names)} names for {arrays['exp_basis'].shape[0]} modes")
+        self.albedo_source = str(albedo_source)
+
+    # ---------------------------------------------------------------------------------------------- sizes
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def n_id(self) -> int:
+        return self.id_basis.shape[0]
+
+    @property
+    def n_exp(self) -> int:
+        return self.exp_basis.shape[0]
+
+    @property
+    def n_tex(self) -> int:
+        return self.albedo_basis.shape[0]
+
+    @property
+    def layout(self) -> ParamLayout:
+        """θ layout for this model: id n_id, exp n_exp, tex n_tex, angle 3, gamma 27, trans 3 (Deep3D order)."""
+        return ParamLayout.for_model(self.n_id, self.n_exp, self.n_tex)
+
+    def extra_repr(self) -> str:
+        return (f"name={self.name!r}, V={self.n_vertices}, F={self.triangles.shape[0]}, n_id={self.n_id}, "
+                f"n_exp={self.n_exp}, n_tex={self.n_tex}, units={self.units!r}, albedo={self.albedo_source!r}")
+
+    # -------------------------------------------------------------------------------------------- forward
+    def _coeffs(self, arg: str, x: torch.Tensor | None, k: int, batch: int) -> torch.Tensor:
+        ref = self.mean
+        if x is None:
+            return ref.new_zeros(batch, k)
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{arg}: expected a torch.Tensor, got {type(x).__name__}")
+        if x.dim() != 2 or x.shape != (batch, k):
+            raise ValueError(f"{arg}: expected shape ({batch}, {k}), got {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise TypeError(f"{arg}: expected a floating dtype, got {x.dtype}")
+        if x.device != ref.device:
+            raise ValueError(f"{arg}: on {x.device}, model on {ref.device}")
+        return x.to(ref.dtype)
+
+    def forward(self, shape: torch.Tensor | None = None, expr: torch.Tensor | None = None,
+                albedo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Vertices and per-vertex albedo for a batch of coefficients.
+
+        Args:
+            shape: ``(B, n_id)`` identity coefficients (None = zeros).
+            expr: ``(B, n_exp)`` expression coefficients (None = zeros).
+            albedo: ``(B, n_tex)`` albedo coefficients (None = zeros). At least one must be given (it sets B).
+        Returns:
+            ``vertices (B, V, 3)`` in ``units`` and ``albedo_rgb (B, V, 3)`` (linear RGB, not clamped), in the
+            model's dtype. Differentiable in all coefficients; one matrix product per term, no batch loop.
+        """
+        given = [x for x in (shape, expr, albedo) if x is not None]
+        if not given:
+            raise ValueError("shape, expr, albedo: at least one must be given (it sets the batch size)")
+        for arg, x in (("shape", shape), ("expr", expr), ("albedo", albedo)):
+            if x is not None and (not isinstance(x, torch.Tensor) or x.dim() != 2):
+                shape_or_type = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+                raise ValueError(f"{arg}: expected a (B, K) tensor, got {shape_or_type}")
+        b = given[0].shape[0]
+        s = self._coeffs("shape", shape, self.n_id, b)
+        e = self._coeffs("expr", expr, self.n_exp, b)
+        t = self._coeffs("albedo", albedo, self.n_tex, b)
+        V = self.n_vertices
+        verts = (self.mean.reshape(1, V * 3)
+                 + s @ self.id_basis.reshape(self.n_id, V * 3)
+                 + e @ self.exp_basis.reshape(self.n_exp, V * 3))
+        rgb = self.albedo_mean.reshape(1, V * 3) + t @ self.albedo_basis.reshape(self.n_tex, V * 3)
+        return verts.reshape(b, V, 3), rgb.reshape(b, V, 3)
+
+    def landmark_points(self, vertices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``vertices (B, V, 3)`` → ``(points (B, 68, 3), valid (68,) bool)``; unmapped landmarks give 0."""
+        valid = self.landmarks >= 0
+        idx = self.landmarks.clamp(min=0)
+        pts = vertices[:, idx] * valid[None, :, None].to(vertices.dtype)
+        return pts, valid
+
+    # -------------------------------------------------------------------------------------------- editing
+    def crop(self, keep: torch.Tensor | np.ndarray) -> MorphableModel:
+        """A new (CPU, float32) model with only the vertices where ``keep`` ``(V,)`` is True and the triangles
+        whose three vertices are kept; indices are renumbered in the old order, landmarks on dropped vertices
+        become −1."""
+        keep = _as_np(keep, bool)
+        if keep.shape != (self.n_vertices,):
+            raise ValueError(f"keep: expected shape ({self.n_vertices},), got {keep.shape}")
+        new_index = np.full(self.n_vertices, -1, np.int64)
+        new_index[keep] = np.arange(int(keep.sum()))
+        tri = self.triangles.cpu().numpy()
+        tri = new_index[tri[keep[tri].all(axis=1)]].astype(np.int32)
+        lm = self.landmarks.cpu().numpy()
+        lm = np.where(lm >= 0, new_index[np.maximum(lm, 0)], -1)
+        b = {k: getattr(self, k).cpu().numpy() for k in ("mean", "id_basis", "exp_basis", "albedo_mean",
+                                                            "albedo_basis", "front_face", "skin")}
+        return MorphableModel(b["mean"][keep], b["id_basis"][:, keep], b["exp_basis"][:, keep],
+                              b["albedo_mean"][keep], b["albedo_basis"][:, keep], tri, lm, b["front_face"][keep],
+                              b["skin"][keep], units=self.units, name=self.name, exp_names=self.exp_names,
+                              albedo_source=self.albedo_source)
+
+    # ----------------------------------------------------------------------------------------- save/load
+    def save(self, path: str | Path) -> Path:
+        """Write the project's versioned ``.npz`` (uncompressed; ``format_version`` = FORMAT_VERSION; buffers as
+        they are, so a float32 model round-trips bit for bit; ``load`` gives float32)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {k: getattr(self, k).detach().cpu().numpy() for k in _ARRAY_KEYS}
+        with open(path, "wb") as f:  # a file object: numpy would append '.npz' to a bare name otherwise
+            np.savez(f, format_version=np.int64(FORMAT_VERSION), units=np.str_(self.units),
+                     name=np.str_(self.name), exp_names=np.array(self.exp_names, dtype=np.str_),
+                     albedo_source=np.str_(self.albedo_source), **data)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> MorphableModel:
+        """Read a file written by ``save``. Missing keys or an unknown ``format_version`` raise ValueError."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"path: no model file at {path}")
+        with np.load(path, allow_pickle=False) as d:
+            if "format_version" not in d.files:
+                raise ValueError(f"{path}: key 'format_version' missing (not an occrecon model file)")
+            version = int(d["format_version"])
+            if version != FORMAT_VERSION:
+                raise ValueError(f"{path}: format_version {version} is not supported (expected {FORMAT_VERSION})")
+            need = list(_ARRAY_KEYS) + ["units", "name", "exp_names", "albedo_source"]
+            missing = [k for k in need if k not in d.files]
+            if missing:
+                raise ValueError(f"{path}: key(s) {missing} missing")
+            a = {k: d[k] for k in need}
+        return cls(a["mean"], a["id_basis"], a["exp_basis"], a["albedo_mean"], a["albedo_basis"], a["triangles"],
+                   a["landmarks"], a["front_face"], a["skin"], units=str(a["units"]), name=str(a["name"]),
+                   exp_names=[str(n) for n in a["exp_names"]], albedo_source=str(a["albedo_source"]))

@@ -1,0 +1,39 @@
+"""Shared test helpers: a small synthetic face-like mesh."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def grid_face(n: int = 9):
+    """An n×n grid over [-1, 1]² bulging towards +z (a face-like cap), CCW triangles seen from +z, and 68
+    landmarks on grid points laid out like iBUG's (jaw ends at x = ±0.75, chin at y = −0.75, brows at y = 0.5).
+
+    Returns ``(vertices (n², 3) float64, triangles (2(n−1)², 3) int64, quads (list of 4-tuples), landmarks (68,))``.
+    """
+    xs = np.linspace(-1.0, 1.0, n)
+    x, y = np.meshgrid(xs, xs)  # row r = y index
+    z = 1.0 - 0.5 * (x ** 2 + y ** 2)
+    verts = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+    idx = np.arange(n * n).reshape(n, n)
+    quads = [(idx[r, c], idx[r, c + 1], idx[r + 1, c + 1], idx[r + 1, c]) for r in range(n - 1) for c in range(n - 1)]
+    tris = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))], np.int64)
+
+    def at(px, py):
+        return int(np.argmin((verts[:, 0] - px) ** 2 + (verts[:, 1] - py) ** 2))
+
+    lm = np.full(68, at(0.0, 0.0), np.int64)
+    lm[0], lm[16], lm[8] = at(-0.75, 0.0), at(0.75, 0.0), at(0.0, -0.75)
+    lm[17:27] = [at(px, 0.5) for px in np.linspace(-0.6, 0.6, 10)]
+    return verts, tris, quads, lm
+
+
+@pytest.fixture
+def grid():
+    return grid_face()
+
+
+@pytest.fixture
+def make_grid():
+    """The ``grid_face`` function itself, for other sizes."""
+    return grid_face
