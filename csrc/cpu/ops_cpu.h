@@ -38,4 +38,10 @@ std::tuple<at::Tensor, at::Tensor> antialias_backward(const at::Tensor& grad_out
                                                       const at::Tensor& rast, const at::Tensor& pos,
                                                       const at::Tensor& tri, const at::Tensor& topo);
 
+// sh_shade (csrc/common/sh.h): normals [B,N,3], albedo [B or 1,N,3], gamma [B,9,3]; backward returns
+// (grad_normals, grad_albedo (albedo's shape), grad_gamma).
+at::Tensor sh_shade_forward(const at::Tensor& normals, const at::Tensor& albedo, const at::Tensor& gamma);
+std::tuple<at::Tensor, at::Tensor, at::Tensor> sh_shade_backward(const at::Tensor& grad_out, const at::Tensor& normals,
+                                                                 const at::Tensor& albedo, const at::Tensor& gamma);
+
 }  // namespace occ::cpu

@@ -67,4 +67,17 @@ template <typename S>
 cudaError_t launch_antialias_backward(const AaBatch<S>& a, S* seg, const S* grad_out, S* grad_color, S* grad_pos,
                                       cudaStream_t stream);
 
+// sh_shade (csrc/common/sh.h). astride = B-stride of albedo (3N, or 0 when shared by the batch).
+template <typename S>
+cudaError_t launch_sh_shade_forward(const S* normals, const S* albedo, int64_t astride, const S* gamma, int64_t B,
+                                    int64_t N, S* out, cudaStream_t stream);
+
+// partial: scratch of B * sh_shade_chunks(N) * 27 elements. grad_albedo_full: [B, N, 3] (per-entry albedo
+// gradient; the caller sums it over the batch for a shared albedo).
+int64_t sh_shade_chunks(int64_t N);
+template <typename S>
+cudaError_t launch_sh_shade_backward(const S* grad_out, const S* normals, const S* albedo, int64_t astride,
+                                     const S* gamma, int64_t B, int64_t N, S* grad_normals, S* grad_albedo_full,
+                                     S* partial, S* grad_gamma, cudaStream_t stream);
+
 }  // namespace occ::cuda

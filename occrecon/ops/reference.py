@@ -9,10 +9,12 @@ conventions as pinned in ``shared/golden/README.md``, except for the clipping po
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-__all__ = ["neighbour_min", "rasterize", "interpolate", "fragments"]
+__all__ = ["neighbour_min", "rasterize", "interpolate", "fragments", "sh_basis", "sh_shade"]
 
 
 def neighbour_min(target: torch.Tensor, render: torch.Tensor, k: int = 3,
@@ -355,3 +357,42 @@ def fragments(rast: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     u, v = rast[..., 0:1], rast[..., 1:2]
     bary = torch.where(covered, torch.cat([u, v, 1 - u - v], dim=-1), minus_one)
     return pix_to_face, zbuf, bary[..., None, :], None
+
+
+# ------------------------------------------------------------------------------------------------- sh_shade
+def sh_basis(normals: torch.Tensor) -> torch.Tensor:
+    """Deep3D's 9 SH basis functions with the Lambertian constants folded in: ``(..., 3) -> (..., 9)``.
+
+    a = [pi, 2 pi / sqrt(3), 2 pi / sqrt(8)], c = [1 / sqrt(4 pi), sqrt(3) / sqrt(4 pi), 3 sqrt(5) / sqrt(12 pi)];
+    order and signs as Deep3D's ``compute_color``: 1, -y, z, -x, xy, -yz, (3z^2 - 1) / (2 sqrt 3), -xz,
+    (x^2 - y^2) / 2, scaled by a0 c0, a1 c1 (x3), a2 c2 (x5).
+    """
+    a = [math.pi, 2 * math.pi / math.sqrt(3.0), 2 * math.pi / math.sqrt(8.0)]
+    c = [1 / math.sqrt(4 * math.pi), math.sqrt(3.0) / math.sqrt(4 * math.pi), 3 * math.sqrt(5.0) / math.sqrt(12 * math.pi)]
+    x, y, z = normals.unbind(-1)
+    return torch.stack([
+        a[0] * c[0] * torch.ones_like(x),
+        -a[1] * c[1] * y,
+        a[1] * c[1] * z,
+        -a[1] * c[1] * x,
+        a[2] * c[2] * x * y,
+        -a[2] * c[2] * y * z,
+        0.5 * a[2] * c[2] / math.sqrt(3.0) * (3 * z ** 2 - 1),
+        -a[2] * c[2] * x * z,
+        0.5 * a[2] * c[2] * (x ** 2 - y ** 2),
+    ], dim=-1)
+
+
+def sh_shade(normals: torch.Tensor, albedo: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+    """Reference for :func:`occrecon.ops.sh_shade`: ``albedo * (Y(n) @ gamma)`` with plain autograd.
+
+    ``normals (B, ..., 3)``; ``albedo`` broadcastable to it; ``gamma (B, 9, 3)`` or flat ``(B, 27)`` =
+    [R9 | G9 | B9]. Materialises the ``(B, ..., 9)`` basis.
+    """
+    b = normals.shape[0]
+    if gamma.dim() == 2:
+        gamma = gamma.reshape(b, 3, 9).transpose(1, 2)
+    y = sh_basis(normals)                                       # (B, ..., 9)
+    flat = y.reshape(b, -1, 9)
+    light = torch.bmm(flat, gamma).reshape(normals.shape)     # (B, ..., 3)
+    return albedo * light

@@ -1,10 +1,11 @@
 """Differentiable rendering, nvdiffrast-compatible: ``import occrecon.render as dr``."""
 from .antialias import antialias, antialias_construct_topology_hash
 from .camera import PerspectiveCamera, euler_rotation
+from .face import FaceRender, FaceRenderer
 from .fragments import Fragments, fragments
 from .normals import vertex_normals
 from .raster import RasterizeCudaContext, RasterizeGLContext, interpolate, rasterize
 
 __all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate", "antialias",
            "antialias_construct_topology_hash", "fragments", "Fragments", "PerspectiveCamera", "euler_rotation",
-           "vertex_normals"]
+           "vertex_normals", "FaceRenderer", "FaceRender"]
