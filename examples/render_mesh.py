@@ -19,14 +19,6 @@ from occrecon import assets
 from occrecon.render.meshes import perspective_clip, uv_sphere
 
 
-def vertex_normals(v: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    """Area-weighted vertex normals of a (V, 3) mesh."""
-    t = tri.long()
-    fn = torch.cross(v[t[:, 1]] - v[t[:, 0]], v[t[:, 2]] - v[t[:, 0]], dim=-1)
-    n = torch.zeros_like(v).index_add_(0, t.reshape(-1), fn.repeat_interleave(3, 0))
-    return torch.nn.functional.normalize(n, dim=-1)
-
-
 def load_mesh(path: Path | None) -> tuple[torch.Tensor, torch.Tensor]:
     shared = assets.shared_dir(required=False)
     if path is None and shared is not None:
@@ -49,7 +41,7 @@ def main(argv: list[str] | None = None) -> Path:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     pos = perspective_clip(v, distance=3.0, focal=2.6)[None].to(device)  # [1, V, 4] clip space
     tri = tri.to(device)
-    normals = vertex_normals(v, tri.cpu())[None].to(device)
+    normals = dr.vertex_normals(v, tri.cpu())[None].to(device)
 
     ctx = dr.RasterizeCudaContext()
     rast, _ = dr.rasterize(ctx, pos, tri, resolution=(args.size, args.size))
