@@ -305,12 +305,8 @@ def test_evaluate_command_end_to_end(nets, model, tmp_path, capsys):
     enc, unet = _tiny_nets(nets, model)
     em = _write_checkpoint(tmp_path / "em.pt", shared_dir() / MODEL_REL, enc, unet, model.layout)
     init = _write_checkpoint(tmp_path / "init.pt", shared_dir() / MODEL_REL, enc, None, model.layout, stage="init")
-    checkpoints = ["--checkpoint", f"Proposed={em}", "--checkpoint", f"MoFA={init}"]
-    try:
-        import occrecon.losses  # noqa: F401
-        checkpoints += ["--checkpoint", f"Pretrained={init}:pseudo"]
-    except ImportError:
-        pass
+    checkpoints = ["--checkpoint", f"Proposed={em}", "--checkpoint", f"MoFA={init}",
+                   "--checkpoint", f"Pretrained={init}:pseudo"]
     out = tmp_path / "res" / "results.json"
     assert main(["evaluate", "--data", str(data), *checkpoints, "--out", str(out), "--batch-size", "3"]) == 0
     text = capsys.readouterr().out
@@ -329,5 +325,7 @@ def test_evaluate_command_end_to_end(nets, model, tmp_path, capsys):
     # the stand-alone MoFA model's mask is Φ: every face pixel kept, so TPR = 1 and the occlusion fraction is 0
     assert result["methods"]["MoFA"]["per_image"]["tpr"] == [1.0] * 4
     assert result["methods"]["MoFA"]["per_image"]["occlusion_fraction"] == [0.0] * 4
+    assert result["methods"]["Pretrained"]["segmentation"] == "pseudo"
+    assert result["methods"]["Pretrained"]["per_image"]["rmse"] == result["methods"]["MoFA"]["per_image"]["rmse"]
     assert main(["evaluate", "--data", str(data), "--checkpoint", f"Proposed={em}", "--markdown"]) == 0
     assert "| Method | Unoccluded ACC |" in capsys.readouterr().out

@@ -128,6 +128,21 @@ def test_pseudo_mode_uses_the_pseudo_mask(rec, tmp_path, monkeypatch):
     assert values["tpr"][0] == pytest.approx(1 - expected)  # image 0 has no occluder: GT = 1 on Φ
 
 
+def test_pseudo_mode_with_the_robust_init_mask(rec, tmp_path):
+    from occrecon.losses import pseudo_mask
+
+    root = _dataset(tmp_path / "d")
+    samples = ev.read_eval_dataset(root)
+    values = ev.evaluate_reconstructor(rec, samples, segmentation="pseudo")
+    with torch.no_grad():
+        r = rec.renderer(torch.zeros(1, rec.layout.size))
+    for i, s in enumerate(samples):
+        img, _ = _files(root, s.id)
+        target = torch.from_numpy(img).float().permute(2, 0, 1)[None]
+        m = pseudo_mask(target, r.image, r.mask)
+        assert values["occlusion_fraction"][i] == pytest.approx(1 - float(m.sum() / r.mask.sum()), abs=1e-6)
+
+
 def test_bad_arguments(rec, tmp_path):
     samples = ev.read_eval_dataset(_dataset(tmp_path / "d"))
     with pytest.raises(ValueError, match="segmentation"):
