@@ -34,6 +34,8 @@ CHECKPOINT_FORMAT = "occrecon-checkpoint-v1"
 #: Keys every checkpoint must hold for inference, and the keys of its ``"nets"`` entry.
 REQUIRED_KEYS = ("format", "stage", "nets", "encoder", "unet")
 REQUIRED_NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
+#: Prefix of model paths inside the shared asset folder (as the training config writes them).
+SHARED_PREFIX = "shared:"
 #: Default framing: Deep3D's focal length of 1015 px for a 224 x 224 crop; other crop sizes scale it.
 REFERENCE_FOCAL = 1015.0
 REFERENCE_SIZE = 224
@@ -170,9 +172,10 @@ class Reconstructor(torch.nn.Module):
                 (state_dict), ``"unet"`` (state_dict or None) and ``"nets"`` = ``{"model_path", "encoder_arch",
                 "unet": "paper" | "compact" | None, "image_size", "layout": [[name, size], ...],
                 "encoder_scales"}`` (optional ``"renderer"``: keyword arguments of ``FaceRenderer`` plus
-                ``"focal"``).
-            model_path: face model file overriding the stored ``model_path``. A relative stored path is tried
-                against the working directory, the checkpoint's folder and the shared asset folder.
+                ``"focal"``; without it, ``config.model.use_antialias`` of the training config is honoured).
+            model_path: face model file overriding the stored ``model_path``. A stored ``shared:rel/path`` is
+                inside the shared asset folder; another relative path is tried against the working directory, the
+                checkpoint's folder and the shared asset folder.
             device: where the nets live.
             trusted: unpickle arbitrary objects (only for checkpoints from a trusted source).
 
@@ -198,6 +201,10 @@ class Reconstructor(torch.nn.Module):
                 raise ValueError(f"{path}: nets.unet is {nets['unet']!r} but the 'unet' state_dict is None")
             _load_state(unet, ckpt["unet"], "unet", path)
         opts = dict(nets.get("renderer") or {})
+        config = ckpt.get("config")
+        model_cfg = config.get("model") if isinstance(config, Mapping) else None
+        if isinstance(model_cfg, Mapping) and isinstance(model_cfg.get("use_antialias"), bool):
+            opts.setdefault("use_antialias", model_cfg["use_antialias"])  # the training config's renderer switch
         focal = opts.pop("focal", None)
         renderer = FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
         rec = cls(model, encoder, unet, renderer)
@@ -275,13 +282,18 @@ def _layout_from(entries) -> ParamLayout:
 
 
 def _resolve_model_path(stored: str, ckpt_path: Path) -> Path:
+    from .assets import shared_dir
+
+    if str(stored).startswith(SHARED_PREFIX):  # the training config's "shared:rel/path"
+        p = shared_dir() / str(stored)[len(SHARED_PREFIX):]
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"nets.model_path: {stored!r} -> {p} does not exist; pass model_path=")
     p = Path(stored)
     if p.is_absolute():
         if p.exists():
             return p
         raise FileNotFoundError(f"nets.model_path: {p} does not exist; pass model_path=")
-    from .assets import shared_dir
-
     bases = [Path.cwd(), ckpt_path.resolve().parent]
     shared = shared_dir(required=False)
     if shared is not None:

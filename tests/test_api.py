@@ -229,6 +229,11 @@ def test_checkpoint_round_trip(nets, model, tmp_path):
     # a relative model path is found in the shared assets; model_path overrides the stored one
     rel = _write_checkpoint(tmp_path / "rel.pt", MODEL_REL, enc, None, model.layout)
     assert Reconstructor.from_checkpoint(rel).unet is None
+    # the training config's "shared:" prefix and its renderer switch
+    pre = _write_checkpoint(tmp_path / "pre.pt", "shared:" + MODEL_REL, enc, None, model.layout,
+                            config={"model": {"use_antialias": True}})
+    assert Reconstructor.from_checkpoint(pre).renderer.use_antialias
+    assert not Reconstructor.from_checkpoint(rel).renderer.use_antialias
     moved = _write_checkpoint(tmp_path / "moved.pt", "/nowhere/sfm.npz", enc, None, model.layout)
     with pytest.raises(FileNotFoundError, match="model_path"):
         Reconstructor.from_checkpoint(moved)

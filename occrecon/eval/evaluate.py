@@ -20,6 +20,7 @@ inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from collections.abc import Callable, Sequence
@@ -116,8 +117,9 @@ def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[t
         if img.shape[1:] != m.shape[1:]:
             raise ValueError(f"{s.mask}: size {tuple(m.shape[1:])} differs from its image {tuple(img.shape[1:])}")
         if tuple(img.shape[1:]) != tuple(size):
-            img = torch.nn.functional.interpolate(img[None], size=size, mode="bilinear", antialias=True,
-                                                  align_corners=False)[0].clamp(0, 1)
+            # area filter when shrinking (as training resizes its crops), bilinear when enlarging
+            mode = "area" if img.shape[1] >= size[0] and img.shape[2] >= size[1] else "bilinear"
+            img = torch.nn.functional.interpolate(img[None], size=size, mode=mode)[0].clamp(0, 1)
             m = (torch.nn.functional.interpolate(m[None], size=size, mode="area")[0] > 0.5).float()
         images.append(img)
         masks.append(m)
@@ -170,7 +172,7 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
     if not samples:
         raise ValueError("samples: empty")
     pseudo = _pseudo_mask_fn() if segmentation == "pseudo" else None
-    device = next(iter(rec.parameters()), torch.empty(0)).device
+    device = next(itertools.chain(rec.parameters(), rec.buffers()), torch.empty(0)).device
     out: dict[str, list] = {k: [] for k in VALUE_KEYS}
     for start in range(0, len(samples), batch_size):
         chunk = samples[start:start + batch_size]
