@@ -13,6 +13,7 @@ from PIL import Image
 import occrecon.eval.evaluate as ev
 from occrecon.api import Reconstructor, default_camera
 from occrecon.assets import shared_dir
+from occrecon.cli import main
 from occrecon.morphable import load_model
 from occrecon.render import FaceRenderer
 
@@ -151,3 +152,5 @@ def test_bad_arguments(rec, tmp_path):
         ev.evaluate_reconstructor(rec, samples, batch_size=0)
     with pytest.raises(ValueError, match="checkpoints"):
         ev.evaluate(tmp_path / "d", [ev.CheckpointSpec("A", Path("a.pt")), ev.CheckpointSpec("A", Path("b.pt"))])
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        main(["evaluate", "--data", str(tmp_path / "d"), "--checkpoint", "em.pt"])
