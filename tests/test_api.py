@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import random
-import sys
 import types
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+import occrecon.nets
 from occrecon.api import CHECKPOINT_FORMAT, Reconstructor, ReconOutput, default_camera
 from occrecon.assets import shared_dir
 from occrecon.cli import main
@@ -28,48 +28,9 @@ def model():
     return load_model(shared_dir() / MODEL_REL)
 
 
-class _StandInEncoder(torch.nn.Module):
-    """Contract-shaped stand-in for ``occrecon.nets.Encoder`` (used only while that module is not merged)."""
-
-    def __init__(self, layout, arch: str = "compact", scales=None):
-        super().__init__()
-        self.body = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 4, stride=4), torch.nn.BatchNorm2d(4),
-                                        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
-        self.head = torch.nn.Linear(4, layout.size)
-        torch.nn.init.zeros_(self.head.weight)
-        torch.nn.init.zeros_(self.head.bias)
-
-    def forward(self, image):
-        return self.head(self.body(image))
-
-
-class _StandInUNet(torch.nn.Module):
-    """Contract-shaped stand-in for ``occrecon.nets.UNet``: 6-channel input (target RGB, render RGB) -> logits."""
-
-    def __init__(self, widths=(8,), dropout: float = 0.5):
-        super().__init__()
-        w = widths[0]
-        self.net = torch.nn.Sequential(torch.nn.Conv2d(6, w, 3, padding=1), torch.nn.BatchNorm2d(w), torch.nn.ReLU(),
-                                       torch.nn.Dropout(dropout), torch.nn.Conv2d(w, 1, 1))
-
-    @classmethod
-    def compact(cls):
-        return cls((4,))
-
-    def forward(self, target, render):
-        return self.net(torch.cat([target, render], 1))
-
-
 @pytest.fixture
-def nets(monkeypatch):
-    """``occrecon.nets`` if merged, else the contract-shaped stand-ins above registered under that name."""
-    try:
-        import occrecon.nets as mod
-    except ImportError:
-        mod = types.ModuleType("occrecon.nets")
-        mod.Encoder, mod.UNet = _StandInEncoder, _StandInUNet
-        monkeypatch.setitem(sys.modules, "occrecon.nets", mod)
-    return mod
+def nets():
+    return occrecon.nets
 
 
 def _trained_looking(module: torch.nn.Module, seed: int, std: float, batch: tuple) -> torch.nn.Module:
@@ -89,7 +50,7 @@ def _images(n: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:
 
 def _tiny_nets(nets, model):
     x = _images(2, 1)
-    enc = _trained_looking(nets.Encoder(model.layout, arch="compact", scales={}), 0, 1e-3, (x,))
+    enc = _trained_looking(nets.Encoder(model.layout, arch="compact"), 0, 1e-3, (x,))  # default output scales
     unet = _trained_looking(nets.UNet.compact(), 1, 0.05, (x, x.flip(0)))
     return enc, unet
 
@@ -99,7 +60,7 @@ def _write_checkpoint(path, model_path, enc_net, unet_net, layout, **changes):
     ckpt = {"format": CHECKPOINT_FORMAT, "stage": "em", "iteration": 3, "config": {"seed": 0},
             "nets": {"model_path": str(model_path), "encoder_arch": "compact",
                      "unet": None if unet_net is None else "compact", "image_size": SIZE,
-                     "layout": [[n, s] for n, s in layout.entries], "encoder_scales": {}},
+                     "layout": [[n, s] for n, s in layout.entries], "encoder_scales": dict(enc_net.scales)},
             "encoder": enc_net.state_dict(), "unet": None if unet_net is None else unet_net.state_dict(),
             "optimizers": {}, "schedulers": {},
             "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
