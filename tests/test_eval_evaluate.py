@@ -111,6 +111,17 @@ def test_values_match_closed_forms(rec, tmp_path):
     assert by["Unoccluded"]["ppv"].mean == pytest.approx(1.0)  # GT all visible
 
 
+def test_masks_saved_as_zero_one_values(rec, tmp_path):
+    root = _dataset(tmp_path / "d")
+    samples = ev.read_eval_dataset(root)
+    before = ev.evaluate_reconstructor(rec, samples)
+    for s in samples:  # rewrite the 0/255 masks as 0/1-valued PNGs
+        Image.fromarray((np.asarray(Image.open(s.mask)) > 127).astype(np.uint8)).save(s.mask)
+    after = ev.evaluate_reconstructor(rec, samples)
+    for k in ("acc", "f1", "rmse"):
+        np.testing.assert_array_equal(before[k], after[k])
+
+
 def test_pseudo_mode_uses_the_pseudo_mask(rec, tmp_path, monkeypatch):
     root = _dataset(tmp_path / "d", size=64)  # also exercises resizing 64 -> 48
     samples = ev.read_eval_dataset(root)

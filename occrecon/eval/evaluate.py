@@ -3,7 +3,7 @@
 Dataset folder (written by ``occrecon data synth``)::
 
     images/<id>.png                         aligned RGB crops (resized to the checkpoint's crop size if needed)
-    masks/<id>_visible_skin_mask.png        GT visible face, 1 (white) = visible skin
+    masks/<id>_visible_skin_mask.png        GT visible face, white (255, or 1 in a 0/1 PNG) = visible skin
     meta.jsonl                              one JSON object per line with at least "id" and "occluded" (bool)
 
 Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects the segmentation that is scored:
@@ -113,7 +113,9 @@ def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[t
         with Image.open(s.image) as im:
             img = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
         with Image.open(s.mask) as im:
-            m = torch.from_numpy((np.asarray(im.convert("L")) > 127).astype(np.float32))[None]
+            grey = np.asarray(im.convert("L"))
+        # 0/255 masks (threshold at mid-grey) and 0/1-valued masks (any non-zero value) are both accepted
+        m = torch.from_numpy((grey > (0 if grey.max() <= 1 else 127)).astype(np.float32))[None]
         if img.shape[1:] != m.shape[1:]:
             raise ValueError(f"{s.mask}: size {tuple(m.shape[1:])} differs from its image {tuple(img.shape[1:])}")
         if tuple(img.shape[1:]) != tuple(size):
