@@ -76,6 +76,31 @@ def test_dataset_reader_errors(tmp_path):
         ev.read_eval_dataset(tmp_path / "absent")
 
 
+def test_id_selection(tmp_path):
+    root = _dataset(tmp_path / "d")
+    (tmp_path / "ids.txt").write_text("2  # the second occluded one\n\n0\n")
+    ids = ev.read_id_list(tmp_path / "ids.txt")
+    assert ids == ["2", "0"]
+    assert [s.id for s in ev.read_eval_dataset(root, ids)] == ["2", "0"]
+    with pytest.raises(ValueError, match="ids: 1 id"):
+        ev.read_eval_dataset(root, ["0", "7"])
+    with pytest.raises(ValueError, match="ids: empty"):
+        ev.read_eval_dataset(root, [])
+    with pytest.raises(FileNotFoundError, match="ids"):
+        ev.read_id_list(tmp_path / "none.txt")
+
+
+def test_held_out_matches_the_training_split(tmp_path):
+    dataset = pytest.importorskip("occrecon.data.dataset", reason="needs the data-synth workstream's split_ids")
+    root = tmp_path / "d"
+    _dataset(root, occluded=(False, True) * 5)
+    lines = [json.loads(x) for x in (root / "meta.jsonl").read_text().splitlines()]
+    (root / "meta.jsonl").write_text("".join(json.dumps({**r, "kind": "synthetic"}) + "\n" for r in lines))
+    assert ev.held_out_ids(root, 0.3, seed=4) == dataset.split_ids(root, 0.3, 4)[1]
+    with pytest.raises(ValueError, match="held_out"):
+        ev.held_out_ids(root, 1.5)
+
+
 def _files(root: Path, sid: str) -> tuple[np.ndarray, np.ndarray]:
     img = np.asarray(Image.open(root / "images" / f"{sid}.png"), dtype=np.float64) / 255.0
     gt = (np.asarray(Image.open(root / "masks" / f"{sid}_visible_skin_mask.png")) > 127).astype(np.float64)

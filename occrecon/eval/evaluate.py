@@ -33,7 +33,8 @@ import torch
 from .metrics import DEFAULT_THRESHOLD, Summary, reconstruction_errors, segmentation_metrics, summarise
 from .table import format_table
 
-__all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset",
+__all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
+           "held_out_ids",
            "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "add_parser"]
 
 #: How the scored mask is obtained (see the module docstring).
@@ -64,8 +65,12 @@ class CheckpointSpec:
     segmentation: str = "unet"
 
 
-def read_eval_dataset(root: str | Path) -> list[EvalSample]:
+def read_eval_dataset(root: str | Path, ids: Sequence[str] | None = None) -> list[EvalSample]:
     """The samples listed in ``root/meta.jsonl``, in file order, with their image and mask files checked.
+
+    Args:
+        root: the dataset folder.
+        ids: keep only these sample ids, in this order (e.g. the held-out part of a training split).
 
     Raises:
         FileNotFoundError: the folder, ``meta.jsonl``, or a listed image/mask file is missing.
@@ -101,7 +106,36 @@ def read_eval_dataset(root: str | Path) -> list[EvalSample]:
         samples.append(EvalSample(sid, image, mask, rec["occluded"]))
     if not samples:
         raise ValueError(f"data: {meta} lists no samples")
-    return samples
+    if ids is None:
+        return samples
+    by_id = {s.id: s for s in samples}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise ValueError(f"ids: {len(unknown)} id(s) not in {meta}, e.g. {unknown[:3]}")
+    if not ids:
+        raise ValueError("ids: empty selection")
+    return [by_id[i] for i in ids]
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Sample ids from a text file, one per line (blank lines and ``#`` comments ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ids: no id list at {path}")
+    out = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [i for i in out if i]
+
+
+def held_out_ids(root: str | Path, held_out: float, seed: int = 0) -> list[str]:
+    """The held-out ids of the training split ``occrecon.data.dataset.split_ids(root, held_out, seed)`` (the
+    split a training run with ``data.held_out`` / ``data.split_seed`` left out of training)."""
+    try:
+        from ..data.dataset import split_ids  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(f"held_out: needs occrecon.data.dataset.split_ids, which is unavailable: {exc}") from None
+    if not 0.0 < float(held_out) < 1.0:
+        raise ValueError(f"held_out: expected a fraction in (0, 1), got {held_out!r}")
+    return list(split_ids(root, float(held_out), int(seed))[1])
 
 
 def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +242,9 @@ def _json_values(a: np.ndarray) -> list:
 
 
 def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size: int = 8, device: str = "cpu",
-             model_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD) -> dict:
-    """Evaluate each checkpoint on the dataset folder ``data``.
+             model_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD,
+             ids: Sequence[str] | None = None) -> dict:
+    """Evaluate each checkpoint on the dataset folder ``data`` (only the samples ``ids`` when given).
 
     Returns:
         ``{"data", "threshold", "ids", "occluded", "methods": {name: {"checkpoint", "segmentation", "per_image":
@@ -222,7 +257,7 @@ def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size
     names = [c.name for c in checkpoints]
     if len(set(names)) != len(names):
         raise ValueError(f"checkpoints: method names repeat: {names}")
-    samples = read_eval_dataset(data)
+    samples = read_eval_dataset(data, ids)
     methods = {}
     for spec in checkpoints:
         rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device)
@@ -255,8 +290,13 @@ def _run(args: argparse.Namespace) -> int:
         specs = [parse_checkpoint_arg(c) for c in args.checkpoint]
     except ValueError as exc:
         raise SystemExit(f"occrecon evaluate: {exc}") from None
+    if args.ids and args.held_out:
+        raise SystemExit("occrecon evaluate: give --ids or --held-out, not both")
+    ids = read_id_list(args.ids) if args.ids else None
+    if args.held_out:
+        ids = held_out_ids(args.data, args.held_out, args.split_seed)
     result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
-                      threshold=args.threshold)
+                      threshold=args.threshold, ids=ids)
     print(format_report(result, markdown=args.markdown))
     if args.out:
         out = Path(args.out)
@@ -275,6 +315,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="dataset folder (images/, masks/, meta.jsonl)")
     p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH[:MODE]",
                    help="a method to evaluate (repeatable); MODE 'unet' (default) or 'pseudo' (eq. 9 pseudo-masks)")
+    p.add_argument("--ids", help="evaluate only the sample ids listed in this text file (one per line)")
+    p.add_argument("--held-out", type=float, metavar="FRACTION",
+                   help="evaluate only the held-out part of the training split (data.held_out of the training "
+                        "config; occrecon.data.dataset.split_ids)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of that split (data.split_seed; default 0)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
     p.add_argument("--out", help="write per-image values and summaries to this JSON file")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
