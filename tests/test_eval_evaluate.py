@@ -188,5 +188,8 @@ def test_bad_arguments(rec, tmp_path):
         ev.evaluate_reconstructor(rec, samples, batch_size=0)
     with pytest.raises(ValueError, match="checkpoints"):
         ev.evaluate(tmp_path / "d", [ev.CheckpointSpec("A", Path("a.pt")), ev.CheckpointSpec("A", Path("b.pt"))])
+    samples[1].image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match="1.png: cannot read"):
+        ev.evaluate_reconstructor(rec, samples)
     with pytest.raises(SystemExit, match="NAME=PATH"):
         main(["evaluate", "--data", str(tmp_path / "d"), "--checkpoint", "em.pt"])

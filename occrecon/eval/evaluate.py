@@ -142,12 +142,17 @@ def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[t
     """Images ``(B, 3, H, W)`` float [0, 1] and GT masks ``(B, 1, H, W)`` {0, 1}, resized to ``size`` if needed."""
     from PIL import Image  # noqa: PLC0415
 
+    def read(path: Path, mode: str) -> np.ndarray:
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert(mode))
+        except (OSError, ValueError) as exc:  # corrupt or truncated file, unknown format
+            raise ValueError(f"{path}: cannot read the image ({exc})") from None
+
     images, masks = [], []
     for s in samples:
-        with Image.open(s.image) as im:
-            img = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
-        with Image.open(s.mask) as im:
-            grey = np.asarray(im.convert("L"))
+        img = torch.from_numpy(read(s.image, "RGB").astype(np.float32) / 255.0).permute(2, 0, 1)
+        grey = read(s.mask, "L")
         # 0/255 masks (threshold at mid-grey) and 0/1-valued masks (any non-zero value) are both accepted
         m = torch.from_numpy((grey > (0 if grey.max() <= 1 else 127)).astype(np.float32))[None]
         if img.shape[1:] != m.shape[1:]:
