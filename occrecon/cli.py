@@ -60,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
+    __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
