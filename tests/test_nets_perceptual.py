@@ -15,8 +15,10 @@ from occrecon.nets.chip import DLIB_TEMPLATE_INDICES, dlib_template
 dlib = pytest.importorskip("dlib")
 frm = pytest.importorskip("face_recognition_models")
 
-#: dev photos whose faces are small enough that dlib cuts the chip without its image pyramid
-DEV_FACES = ("000002.jpg", "000006.jpg", "000007.jpg", "000033.jpg")
+#: dev photos: the first four have faces small enough that dlib cuts the chip without its image pyramid
+DEV_FACES = ("000002.jpg", "000006.jpg", "000007.jpg", "000033.jpg", "000031.jpg")
+#: faces (~270 px) for which dlib shrinks the photo with an image pyramid first: face_chip does not imitate that
+PYRAMID_FACES = ("000031.jpg",)
 
 
 def _faces() -> list[tuple[str, np.ndarray]]:
@@ -71,6 +73,8 @@ def test_descriptor_matches_dlib_on_its_chip(net, dlib_cases):
 
 def test_our_chip_matches_dlib_chip(net, dlib_cases):
     for name, img, lm, chip, desc in dlib_cases:
+        if name in PYRAMID_FACES:
+            continue
         with torch.no_grad():
             ours = face_chip(_t(img), torch.from_numpy(lm)[None])
             emb = net(_t(img), torch.from_numpy(lm)[None]).embedding[0]

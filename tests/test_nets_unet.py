@@ -22,7 +22,8 @@ def _closed_form_params(widths) -> int:
     return n + widths[0] + 1  # 1×1 conv to one logit, with bias
 
 
-@pytest.mark.parametrize("net, widths", [(UNet(), PAPER_WIDTHS), (UNet.compact(), COMPACT_WIDTHS)])
+@pytest.mark.parametrize("net, widths", [(UNet(), PAPER_WIDTHS), (UNet.compact(), COMPACT_WIDTHS),
+                                         (UNet.compact(base=16), (16, 32, 64, 128, 256))])
 def test_parameter_count(net, widths):
     assert sum(p.numel() for p in net.parameters()) == _closed_form_params(widths)
 
@@ -89,3 +90,5 @@ def test_mask_is_region_times_sigmoid_and_errors():
         net(torch.rand(1, 4, 20, 24), r)
     with pytest.raises(ValueError, match="widths"):
         UNet((8, 16, 32))
+    with pytest.raises(ValueError, match="base"):
+        UNet.compact(base=0)

@@ -19,8 +19,9 @@ __all__ = ["UNet", "PAPER_WIDTHS", "COMPACT_WIDTHS", "PAPER_DROPOUT", "INPUT_ORD
 
 #: Filter counts per level (paper).
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
-#: CPU variant: the same topology at a quarter of the width.
-COMPACT_WIDTHS = (16, 32, 64, 128, 256)
+#: CPU variant: the same topology at an eighth of the width (a B=8 training step takes ~0.45 s at 224², ~0.16 s
+#: at 128² on 2 cores; widths 16..256 took ~1.5 s / 0.5 s).
+COMPACT_WIDTHS = (8, 16, 32, 64, 128)
 #: Dropout probability on the two deepest levels (paper).
 PAPER_DROPOUT = 0.5
 #: Channel order of the network input — fixed everywhere: target RGB, then render RGB.
@@ -77,9 +78,11 @@ class UNet(nn.Module):
         self.out = nn.Conv2d(widths[0], 1, 1)
 
     @classmethod
-    def compact(cls, dropout: float = PAPER_DROPOUT) -> UNet:
-        """The CPU variant: widths :data:`COMPACT_WIDTHS` (16..256)."""
-        return cls(COMPACT_WIDTHS, dropout)
+    def compact(cls, dropout: float = PAPER_DROPOUT, base: int = COMPACT_WIDTHS[0]) -> UNet:
+        """The CPU variant: widths ``base · (1, 2, 4, 8, 16)``, default :data:`COMPACT_WIDTHS` (8..128)."""
+        if int(base) != base or base < 1:
+            raise ValueError(f"base: expected a positive integer, got {base}")
+        return cls(tuple(int(base) * m for m in (1, 2, 4, 8, 16)), dropout)
 
     def forward(self, target: torch.Tensor, render: torch.Tensor) -> torch.Tensor:
         """``target, render (B, 3, H, W)`` in [0, 1] → logits ``(B, 1, H, W)``."""
