@@ -547,3 +547,21 @@ def test_with_face_renderer_pseudo_mask_and_finite_gradients():
         assert torch.isfinite(theta.grad).all()
         for group in ("id", "angle", "trans"):
             assert theta.grad[:, layout.slice(group)].abs().sum() > 0, (objective, group)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_objectives_on_cuda_match_cpu():
+    net = TinyNet()
+    t, r, m, region, theta, lm_t, lm_r = _recon_inputs(seed=23)
+    cpu = [L.segmentation_loss(t, r, m, region, net=net, landmarks=lm_t)[0],
+           L.reconstruction_loss(t, r, m, region, theta, LAYOUT, lm_t, lm_r, net=net)[0],
+           L.init_loss(t, r, region, theta, LAYOUT, lm_t, lm_r, net=net)[0]]
+    dev = torch.device("cuda")
+    t, r, m, region, theta, lm_t, lm_r = (x.to(dev) for x in (t, r, m, region, theta, lm_t, lm_r))
+    net = net.to(dev)
+    gpu = [L.segmentation_loss(t, r, m, region, net=net, landmarks=lm_t)[0],
+           L.reconstruction_loss(t, r, m, region, theta, LAYOUT, lm_t, lm_r, net=net)[0],
+           L.init_loss(t, r, region, theta, LAYOUT, lm_t, lm_r, net=net)[0]]
+    for a, b in zip(cpu, gpu):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-12)
