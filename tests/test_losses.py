@@ -497,3 +497,71 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="landmarks and render_landmarks"):
         L.reconstruction_loss(t, r, m, region, torch.zeros(2, LAYOUT.size, dtype=t.dtype), LAYOUT, None, None,
                               net=TinyNet())
+
+
+# ---------------------------------------------------------------------------------------------- with the renderer
+def test_with_face_renderer_pseudo_mask_and_finite_gradients():
+    """On a real render (SFM: jaw landmarks unmapped -> NaN): the pseudo-mask of a render against itself with a
+    pasted occluder is exactly the visible face, and the init/reconstruction objectives backpropagate finite
+    gradients to θ despite the NaN landmarks."""
+    from occrecon import assets
+    from occrecon.morphable import loaders
+    from occrecon.render import PerspectiveCamera
+    from occrecon.render.face import FaceRenderer
+
+    shared = assets.shared_dir(required=False)
+    if shared is None:
+        pytest.skip("shared face models not present")
+    model = loaders.load_model(shared / "assets" / "models" / "sfm_3448.npz")
+    size = 64
+    renderer = FaceRenderer(model, camera=PerspectiveCamera(focal=1015.0 * size / 224, image_size=(size, size)))
+    layout = model.layout
+    g = torch.Generator().manual_seed(21)
+    theta_true = torch.randn(2, layout.size, generator=g) * 0.2
+    theta_true[:, layout.slice("gamma")] = 0.0  # ambient light only: skin colours, far from the occluder's
+    truth = renderer(theta_true)
+    occluder = torch.zeros(2, 1, size, size)
+    occluder[:, :, 24:36, 20:44] = 1.0  # a band over the eyes
+    green = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
+    target = (truth.image * (1 - occluder) + green * occluder).detach()
+    visible = (truth.mask > 0.5).float() * (1 - occluder)
+    assert torch.equal(L.pseudo_mask(target, truth.image, truth.mask), visible)
+    assert torch.isnan(truth.landmarks).any()
+
+    theta = (theta_true + 0.1 * torch.randn(theta_true.shape, generator=g)).requires_grad_(True)
+    lm_target = truth.landmarks.detach()
+    for objective in ("init", "reconstruction"):
+        theta.grad = None
+        out = renderer(theta)
+        if objective == "init":
+            cfg = L.LossConfig.paper().replace(init=L.InitWeights(perceptual=0.0))
+            total, terms = L.init_loss(target, out.image, out.mask, theta, layout, lm_target, out.landmarks,
+                                       config=cfg)
+        else:
+            cfg = L.LossConfig.paper().replace(reconstruction=L.ReconstructionWeights(perceptual=0.0))
+            total, terms = L.reconstruction_loss(target, out.image, out.mask * visible, out.mask, theta, layout,
+                                                 lm_target, out.landmarks, config=cfg)
+        assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
+        assert terms["landmark"] > 0
+        total.backward()
+        assert torch.isfinite(theta.grad).all()
+        for group in ("id", "angle", "trans"):
+            assert theta.grad[:, layout.slice(group)].abs().sum() > 0, (objective, group)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_objectives_on_cuda_match_cpu():
+    net = TinyNet()
+    t, r, m, region, theta, lm_t, lm_r = _recon_inputs(seed=23)
+    cpu = [L.segmentation_loss(t, r, m, region, net=net, landmarks=lm_t)[0],
+           L.reconstruction_loss(t, r, m, region, theta, LAYOUT, lm_t, lm_r, net=net)[0],
+           L.init_loss(t, r, region, theta, LAYOUT, lm_t, lm_r, net=net)[0]]
+    dev = torch.device("cuda")
+    t, r, m, region, theta, lm_t, lm_r = (x.to(dev) for x in (t, r, m, region, theta, lm_t, lm_r))
+    net = net.to(dev)
+    gpu = [L.segmentation_loss(t, r, m, region, net=net, landmarks=lm_t)[0],
+           L.reconstruction_loss(t, r, m, region, theta, LAYOUT, lm_t, lm_r, net=net)[0],
+           L.init_loss(t, r, region, theta, LAYOUT, lm_t, lm_r, net=net)[0]]
+    for a, b in zip(cpu, gpu):
+        assert b.device.type == "cuda"
+        torch.testing.assert_close(b.cpu(), a, rtol=1e-9, atol=1e-12)
