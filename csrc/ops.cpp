@@ -9,6 +9,9 @@
 #include <ATen/ops/aminmax.h>
 #include <pybind11/pybind11.h>
 
+#include <deque>
+#include <mutex>
+#include <utility>
 #include <vector>
 
 #include "cpu/ops_cpu.h"
@@ -89,6 +92,45 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_backward_impl(const at::Tensor&
 }
 
 // ----------------------------------------------------------------------------------------------- rasterizer
+// (min, max) of an index tensor. On CUDA reading them back synchronises the device, on every call, although a
+// mesh's triangles rarely change: the result is remembered per tensor (TensorImpl) and version counter (bumped by
+// every in-place write, shared by views; inference tensors have none and are always re-read). The cache holds the
+// tensors themselves, so a cached TensorImpl cannot be freed and its address reused. Same rule as the Python-side
+// occrecon.ops._checks.index_range.
+std::pair<int64_t, int64_t> index_range(const at::Tensor& index) {
+  struct Entry {
+    at::Tensor tensor;
+    uint32_t version;
+    int64_t lo, hi;
+  };
+  static std::mutex mutex;
+  // most recent first; never destroyed, so no CUDA tensor is freed after the CUDA runtime has shut down at exit
+  static auto& cache = *new std::deque<Entry>();
+  constexpr size_t kCacheSize = 8;
+  const bool tracked = !index.is_inference();
+  if (tracked) {
+    const uint32_t version = index._version();
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto it = cache.begin(); it != cache.end(); ++it)
+      if (it->tensor.unsafeGetTensorImpl() == index.unsafeGetTensorImpl() && it->version == version) {
+        const Entry e = *it;
+        cache.erase(it);
+        cache.push_front(e);
+        return {e.lo, e.hi};
+      }
+  }
+  const auto mm = index.aminmax();
+  const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+  if (tracked) {
+    std::lock_guard<std::mutex> lock(mutex);
+    for (auto it = cache.begin(); it != cache.end();)
+      it = it->tensor.unsafeGetTensorImpl() == index.unsafeGetTensorImpl() ? cache.erase(it) : std::next(it);
+    cache.push_front({index, static_cast<uint32_t>(index._version()), lo, hi});
+    if (cache.size() > kCacheSize) cache.pop_back();
+  }
+  return {lo, hi};
+}
+
 void check_float(const at::Tensor& t, const char* op, const char* name) {
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble, op, ": ", name,
               " must be float32 or float64, got ", t.scalar_type());
@@ -101,8 +143,7 @@ void check_tri(const at::Tensor& tri, int64_t V, const at::Device& device, const
   TORCH_CHECK(tri.device() == device, op, ": tri is on ", tri.device(), " but expected ", device);
   TORCH_CHECK(tri.size(0) < (int64_t(1) << 31) - 1, op, ": too many triangles");
   if (tri.numel() > 0) {
-    const auto mm = tri.aminmax();
-    const int64_t lo = std::get<0>(mm).item<int64_t>(), hi = std::get<1>(mm).item<int64_t>();
+    const auto [lo, hi] = index_range(tri);
     TORCH_CHECK(lo >= 0 && hi < V, op, ": tri indices must lie in [0, ", V, "), got [", lo, ", ", hi, "]");
   }
 }

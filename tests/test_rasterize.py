@@ -654,3 +654,28 @@ def test_full_pipeline_with_antialias_gives_silhouette_gradients():
     mask, _ = dr.interpolate(torch.ones(4, 1, dtype=torch.float64), rast, tri)
     ((mask - target) ** 2).sum().backward()
     assert (p.grad == 0).all()
+
+
+def test_index_range_check_sees_in_place_changes():
+    """The tri range check is remembered per tensor and version (no device sync per call on CUDA); an in-place
+    write, also through a view, must be seen on the next call, by the Python check and by the C++ op check."""
+    pos, tri, res = _random_scene(b=1, f=8, seed=1)
+    rast, _ = dr.rasterize(None, pos, tri, res)
+    assert torch.equal(dr.rasterize(None, pos, tri, res)[0], rast)  # cached: same answer
+    tri[3, 1] = pos.shape[1]  # one past the end
+    with pytest.raises(ValueError, match="tri indices must lie in"):
+        dr.rasterize(None, pos, tri, res)
+    with pytest.raises(RuntimeError, match="tri indices must lie in"):
+        torch.ops.occrecon.rasterize(pos, tri, res[0], res[1], None, True)
+    tri[3, 1] = 0
+    dr.rasterize(None, pos, tri, res)
+    tri[5:6, 2:3].fill_(-1)  # through a view
+    with pytest.raises(ValueError, match="tri indices must lie in"):
+        dr.interpolate(torch.rand(1, pos.shape[1], 2, dtype=pos.dtype), rast, tri)
+    with pytest.raises(RuntimeError, match="tri indices must lie in"):
+        torch.ops.occrecon.interpolate(torch.rand(1, pos.shape[1], 2, dtype=pos.dtype), rast, tri, None, [])
+    with torch.inference_mode():
+        bad = tri.clone()
+        dr.rasterize(None, pos, tri.clamp(0, 5), res)
+        with pytest.raises(ValueError, match="tri indices must lie in"):
+            dr.rasterize(None, pos, bad, res)

@@ -68,7 +68,7 @@ def _check_tri_values(tri: torch.Tensor, num_vertices: int | None) -> None:
     kernels themselves never read out of bounds: see the antialias docstring)."""
     if torch.compiler.is_compiling():
         return
-    lo, hi = int(tri.min()), int(tri.max())
+    lo, hi = _checks.index_range(tri)
     if lo < 0:
         raise ValueError(f"tri holds a negative vertex index ({lo})")
     if num_vertices is not None and hi >= num_vertices:

@@ -122,7 +122,7 @@ def _check_tri(tri: object, num_vertices: int, device: torch.device) -> torch.Te
     # Value checks read the data: done in eager mode here (with this message) and always in C++ inside the op, so a
     # compiled graph (which cannot branch on data) is still protected.
     if tri.numel() > 0 and not torch.compiler.is_compiling():
-        lo, hi = (int(v) for v in tri.aminmax())
+        lo, hi = _checks.index_range(tri)
         if lo < 0 or hi >= num_vertices:
             raise ValueError(f"tri indices must lie in [0, {num_vertices}), got [{lo}, {hi}]")
     return tri.contiguous()
