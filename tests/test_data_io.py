@@ -190,3 +190,11 @@ def test_masks(tmp_path):
     for bad, msg in ((soft * 2, r"\[0, 1\]"), (np.full((2, 2), np.nan), "finite"), (np.zeros((2, 2, 2)), "shape")):
         with pytest.raises(ValueError, match=msg):
             write_mask(tmp_path / "bad.png", bad)
+
+
+def test_float_tiff_and_cmyk(tmp_path):
+    f = np.array([[0.0, 0.5, 1.0, 2.0]], np.float32)  # float images are taken as 0-1 (clipped)
+    Image.fromarray(f, mode="F").save(tmp_path / "f.tif")
+    np.testing.assert_array_equal(read_image(tmp_path / "f.tif")[0, :, 1], [0, 128, 255, 255])
+    Image.new("CMYK", (4, 3), (0, 255, 255, 0)).save(tmp_path / "c.tif")  # no black, full magenta + yellow = red
+    np.testing.assert_array_equal(read_image(tmp_path / "c.tif"), np.broadcast_to([255, 0, 0], (3, 4, 3)))

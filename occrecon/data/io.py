@@ -60,6 +60,7 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
     """Open and decode ``path`` (first frame), refusing more than ``max_pixels`` pixels before decoding."""
     if not path.is_file():
         raise ImageReadError(f"{path}: no such file")
+    im = None
     try:
         with warnings.catch_warnings():
             # our own max_pixels check replaces PIL's warning; PIL's hard error (2x its limit) is still caught
@@ -67,16 +68,18 @@ def _open_checked(path: Path, max_pixels: int) -> Image.Image:
             im = Image.open(path)
         w, h = im.size
         if w * h > max_pixels:
-            im.close()
             raise ImageReadError(f"{path}: {w} x {h} = {w * h / 1e6:.1f} MP exceeds max_pixels = "
                                  f"{max_pixels / 1e6:g} MP; downscale it first or pass a larger max_pixels")
         im.load()
-    except ImageReadError:
-        raise
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(f"{path}: image too large, exceeds max_pixels = {max_pixels / 1e6:g} MP "
-                             f"and PIL's decompression-bomb limit ({e})") from e
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, EOFError, struct.error ... on bad files
+    except BaseException as e:
+        if im is not None:
+            im.close()
+        if isinstance(e, ImageReadError) or not isinstance(e, Exception):
+            raise
+        if isinstance(e, Image.DecompressionBombError):
+            raise ImageReadError(f"{path}: image too large, exceeds max_pixels = {max_pixels / 1e6:g} MP "
+                                 f"and PIL's decompression-bomb limit ({e})") from e
+        # PIL raises OSError, SyntaxError, ValueError, EOFError, struct.error ... on bad files
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
     return im
 
@@ -115,17 +118,17 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS,
     if background is not None and (len(background) != 3 or not all(0 <= v <= 255 for v in background)):
         raise ValueError(f"background must be (r, g, b) in 0-255 or None, got {background!r}")
     path = Path(path)
-    im = _open_checked(path, int(max_pixels))
+    opened = im = _open_checked(path, int(max_pixels))
     try:
         try:
-            im = ImageOps.exif_transpose(im)
+            im = ImageOps.exif_transpose(opened)
         except Exception as e:  # a broken EXIF block should not make the pixels unreadable
             warnings.warn(f"{path}: EXIF orientation ignored ({type(e).__name__}: {e})", stacklevel=2)
         return np.ascontiguousarray(_to_rgb(im, background))
-    except ImageReadError:
-        raise
     except Exception as e:
         raise ImageReadError(f"{path}: cannot convert to RGB ({type(e).__name__}: {e})") from e
+    finally:
+        opened.close()
 
 
 def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], None]) -> Path:
