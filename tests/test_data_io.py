@@ -187,6 +187,8 @@ def test_masks(tmp_path):
     # an RGB mask written by another tool: grey level >= 128 counts as visible
     Image.fromarray(np.array([[[127] * 3, [128] * 3]], np.uint8)).save(tmp_path / "rgb.png")
     np.testing.assert_array_equal(read_mask(tmp_path / "rgb.png"), [[0, 1]])
+    Image.fromarray(np.array([[0, 1, 1, 0]], np.uint8)).save(tmp_path / "01.png")  # stored as 0/1
+    np.testing.assert_array_equal(read_mask(tmp_path / "01.png"), [[0, 1, 1, 0]])
     for bad, msg in ((soft * 2, r"\[0, 1\]"), (np.full((2, 2), np.nan), "finite"), (np.zeros((2, 2, 2)), "shape")):
         with pytest.raises(ValueError, match=msg):
             write_mask(tmp_path / "bad.png", bad)

@@ -253,11 +253,15 @@ def mask_path(image_path: str | Path, mask_dir: str | Path | None = None) -> Pat
 
 
 def read_mask(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read a mask as float32 ``(H, W)`` in {0, 1}: 1 where the grey value (channel mean, after
-    :func:`read_image`'s conversions; alpha dropped) is at least 128 of 255. Raises ImageReadError like
-    :func:`read_image`."""
-    img = read_image(path, max_pixels=max_pixels)
-    return (img.astype(np.float32).mean(-1) >= 127.5).astype(np.float32)
+    """Read a mask as float32 ``(H, W)`` in {0, 1}.
+
+    Masks stored as 0/255 and as 0/1 are both read: the grey value (channel mean, after :func:`read_image`'s
+    conversions; alpha dropped) counts as 1 from 128 up — or, when no pixel exceeds 1 (a 0/1 mask), from 1 up.
+    Raises ImageReadError like :func:`read_image`.
+    """
+    grey = read_image(path, max_pixels=max_pixels).astype(np.float32).mean(-1)
+    threshold = 0.5 if grey.max() <= 1 else 127.5
+    return (grey >= threshold).astype(np.float32)
 
 
 def write_mask(path: str | Path, mask) -> Path:
