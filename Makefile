@@ -35,7 +35,7 @@ cuda-check:
 	  tmp=$$(mktemp -d); status=0; \
 	  for f in csrc/cuda/*.cu; do \
 	    echo "nvcc $$f"; \
-	    $(NVCC) -std=c++20 -O2 -Icsrc $(CUDA_GENCODE) -c $$f -o $$tmp/out.o || status=1; \
+	    $(NVCC) -std=c++20 -O2 --fmad=false -Icsrc $(CUDA_GENCODE) -c $$f -o $$tmp/out.o || status=1; \
 	  done; rm -rf $$tmp; exit $$status; \
 	else echo "nvcc not found: CUDA compile check skipped"; fi
 

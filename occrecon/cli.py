@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("data", help="data: landmarks and alignment, occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_landmarks_parser(data_sub)
+    __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

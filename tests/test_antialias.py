@@ -574,9 +574,22 @@ def test_cuda_matches_cpu(mode):
     assert torch.equal(antialias_construct_topology_hash(tri.cuda()).cpu(), topo)
     results = []
     for dev in ("cpu", "cuda"):
-        c, p = color.to(dev).requires_grad_(True), pos.to(dev).requires_grad_(True)
+        c, p = color.detach().to(dev).requires_grad_(True), pos.detach().to(dev).requires_grad_(True)
         out = antialias(c, rast.to(dev), p, tri.to(dev))
         (out * g.to(dev)).sum().backward()
         results.append((out.cpu(), c.grad.cpu(), p.grad.cpu()))
     for x, y in zip(*results):
         torch.testing.assert_close(y, x, rtol=1e-9, atol=1e-9)
+
+
+def test_reference_reads_float64_rast_ids():
+    """Regression: the reference decoded float64 ``rast`` ids with the float32 bit-pattern rule (found by the
+    CUDA suite). A batch of 2 in float64 must match the kernel."""
+    from occrecon.render import rasterize
+
+    pos, tri, _ = _random_scene(5, b=2, h=14, w=17, n=12)
+    rast64 = rasterize(None, pos, tri, (14, 17))[0]
+    assert rast64.dtype == torch.float64 and (rast64[..., 3] > 0).any()
+    color = torch.rand(2, 14, 17, 3, dtype=torch.float64)
+    torch.testing.assert_close(ref.antialias(color, rast64, pos, tri), antialias(color, rast64, pos, tri),
+                               rtol=1e-12, atol=1e-12)

@@ -14,6 +14,8 @@ from occrecon import assets
 GOLDEN = None if assets.shared_dir(required=False) is None else assets.shared_dir() / "golden"
 SCENES = ["g1_tiny_single", "g1_tiny_overlap", "g2_soup_s0", "g3_icosphere"]
 needs_golden = pytest.mark.skipif(GOLDEN is None, reason="shared golden data not present")
+#: every golden check runs on the CPU kernels and, where a GPU exists, on the CUDA kernels
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"))]
 
 
 def _golden(name):
@@ -31,13 +33,15 @@ def _scene_tensors(d, dtype):
 
 # ------------------------------------------------------------------------------------------------ golden
 @needs_golden
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", SCENES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_golden_forward(name, dtype):
+def test_golden_forward(name, dtype, device):
     d = _golden(name)
-    pos, tri, attr, res = _scene_tensors(d, dtype)
+    pos, tri, attr, res = (x.to(device) if isinstance(x, torch.Tensor) else x for x in _scene_tensors(d, dtype))
     rast, db = dr.rasterize(dr.RasterizeCudaContext(), pos, tri, res)
     out, _ = dr.interpolate(attr, rast, tri)
+    rast, db, out = rast.cpu(), db.cpu(), out.cpu()
     valid = torch.tensor(d["valid"])
     g = torch.tensor(d["rast"]).to(dtype)
     covered = valid & (g[..., 3] > 0)
@@ -52,23 +56,25 @@ def test_golden_forward(name, dtype):
 
 
 @needs_golden
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", SCENES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_golden_gradients(name, dtype):
+def test_golden_gradients(name, dtype, device):
     d = _golden(name)
-    pos, tri, attr, res = _scene_tensors(d, dtype)
+    pos, tri, attr, res = (x.to(device) if isinstance(x, torch.Tensor) else x for x in _scene_tensors(d, dtype))
     pos.requires_grad_(True)
     attr.requires_grad_(True)
     rast, _ = dr.rasterize(None, pos, tri, res)
     out, _ = dr.interpolate(attr, rast, tri)
-    valid = torch.tensor(d["valid"])
-    loss = (torch.tensor(d["w"]).to(dtype) * valid[..., None] * out).sum()
+    valid = torch.tensor(d["valid"], device=device)
+    loss = (torch.tensor(d["w"], device=device).to(dtype) * valid[..., None] * out).sum()
     loss.backward()
+    pos_grad, attr_grad = pos.grad.cpu(), attr.grad.cpu()
     ga, gp = torch.tensor(d["grad_attr"]), torch.tensor(d["grad_pos"])
     rel = 1e-10 if dtype == torch.float64 else 1.0
-    assert (attr.grad.double() - ga).abs().max() <= 1e-4 * rel * ga.abs().max()
-    assert (pos.grad.double() - gp).abs().max() <= 1e-3 * rel * gp.abs().max()
-    assert (pos.grad[..., 2] == 0).all()
+    assert (attr_grad.double() - ga).abs().max() <= 1e-4 * rel * ga.abs().max()
+    assert (pos_grad.double() - gp).abs().max() <= 1e-3 * rel * gp.abs().max()
+    assert (pos_grad[..., 2] == 0).all()
 
 
 # ------------------------------------------------------------------------------------------------ scenes
@@ -503,8 +509,8 @@ def test_cuda_matches_cpu():
     attr = torch.rand(1, pos.shape[1], 3, dtype=torch.float64)
     outs = []
     for dev in ("cpu", "cuda"):
-        p = pos.to(dev).requires_grad_()
-        a = attr.to(dev).requires_grad_()
+        p = pos.detach().to(dev).requires_grad_()
+        a = attr.detach().to(dev).requires_grad_()
         rast, db = dr.rasterize(None, p, tri.to(dev), res)
         out, da = dr.interpolate(a, rast, tri.to(dev), rast_db=db, diff_attrs="all")
         (out.sum() + da.sum()).backward()

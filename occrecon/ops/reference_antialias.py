@@ -51,6 +51,8 @@ def topology(tri: torch.Tensor) -> torch.Tensor:
 
 def _triangle_index(ids: torch.Tensor) -> torch.Tensor:
     """rast[..., 3] -> triangle index (int64), -1 for empty."""
+    if ids.dtype != torch.float32:  # float64 holds every id exactly: no bit-pattern encoding
+        return torch.where(ids >= 1, ids.trunc().to(torch.int64), torch.zeros((), dtype=torch.int64)) - 1
     bits = ids.view(torch.int32).to(torch.int64) - 0x4A800000
     plain = ids.clamp(0, _FLOAT_ID_LIMIT).trunc().to(torch.int64)
     one_based = torch.where(ids <= _FLOAT_ID_LIMIT, plain, bits)
