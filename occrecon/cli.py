@@ -1,10 +1,12 @@
-"""Command line: ``occrecon demo``, ``occrecon info`` and ``occrecon model convert``."""
+"""Command line: ``occrecon demo``, ``occrecon info``, ``occrecon model convert`` and ``occrecon data ...``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
+
+from .data.landmarks_cmd import add_landmarks_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -60,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
+    p = sub.add_parser("data", help="data: landmarks and alignment, occlusion datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    add_landmarks_parser(data_sub)
     __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
