@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
+    p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    from .data.generate import add_synth_parser
+    add_synth_parser(data_sub)
     args = parser.parse_args(argv)
     return args.func(args)
 
