@@ -1,0 +1,9 @@
+"""Neural networks of the reconstruction pipeline: θ encoder, segmentation UNet, perceptual face networks."""
+from .backbones import load_backbone
+from .chip import chip_transform, face_chip
+from .encoder import Encoder, default_scales
+from .perceptual import DlibFaceNet, PerceptualOutput
+from .unet import UNet
+
+__all__ = ["Encoder", "default_scales", "UNet", "DlibFaceNet", "PerceptualOutput", "face_chip", "chip_transform",
+           "load_backbone"]
