@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     from .data.generate import add_synth_parser
     add_synth_parser(data_sub)
+    from .train.cli import add_parser as add_train_parser
+    add_train_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -60,12 +60,17 @@ class DataConfig:
         augment: ``FaceDataset`` augmentation (±10 px, ±10 %, ±10°, flip).
         num_workers: DataLoader worker processes. 0 (default) loads in the training process, which makes
             ``--resume`` bit-for-bit even with augmentation.
+        held_out: fraction of each dataset kept out of training for evaluation, split by identity with
+            ``occrecon.data.dataset.split_ids(folder, held_out, split_seed)`` (0: train on everything).
+        split_seed: seed of that split (evaluate the held-out part with the same fraction and seed).
     """
 
     train: list[str] = field(default_factory=list)
     image_size: int = 224
     augment: bool = True
     num_workers: int = 0
+    held_out: float = 0.0
+    split_seed: int = 0
 
 
 @dataclass
@@ -285,6 +290,8 @@ class TrainConfig:
         positive("batch_size", self.batch_size)
         positive("data.image_size", self.data.image_size)
         positive("data.num_workers", self.data.num_workers, allow_zero=True)
+        if not 0.0 <= self.data.held_out < 1.0:
+            raise ConfigError(f"data.held_out: must be in [0, 1), got {self.data.held_out}")
         if len(set(self.stages.order)) != len(self.stages.order):
             raise ConfigError(f"stages.order: a stage is listed twice: {self.stages.order}")
         for name in self.stages.order:
