@@ -1,0 +1,330 @@
+"""High-level inference: ``Reconstructor`` turns aligned face crops into θ, a rendered face, Φ and a face mask.
+
+```python
+from occrecon.api import Reconstructor
+rec = Reconstructor.from_checkpoint("runs/em/last.pt")        # nets rebuilt from the checkpoint's "nets" entry
+out = rec(images)                      # images (B, 3, 224, 224) float RGB in [0, 1], aligned crops
+out.theta, out.image, out.region, out.mask, out.landmarks
+out.occlusion_fraction                 # (B,) share of Φ the mask rejects
+rec.is_occluded(images)                # (B,) bool
+```
+
+The checkpoint is the ``torch.save`` dict of the training workstream (``"format": "occrecon-checkpoint-v1"``, see
+``from_checkpoint``). It is read with ``torch.load(weights_only=True)`` (tensors, containers, numbers and numpy
+RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=True`` allows a full unpickle.
+"""
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from .morphable import ParamLayout, load_model
+from .render import FaceRenderer, PerspectiveCamera
+
+__all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
+           "REFERENCE_SIZE", "read_checkpoint", "default_camera"]
+
+#: The ``"format"`` value of the checkpoints this module reads.
+CHECKPOINT_FORMAT = "occrecon-checkpoint-v1"
+#: Keys every checkpoint must hold for inference, and the keys of its ``"nets"`` entry.
+REQUIRED_KEYS = ("format", "stage", "nets", "encoder", "unet")
+REQUIRED_NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
+#: Prefix of model paths inside the shared asset folder (as the training config writes them).
+SHARED_PREFIX = "shared:"
+#: Default framing: Deep3D's focal length of 1015 px for a 224 x 224 crop; other crop sizes scale it.
+REFERENCE_FOCAL = 1015.0
+REFERENCE_SIZE = 224
+#: ``is_occluded`` default: a face counts as occluded when the mask rejects more than 10 % of Φ. Unoccluded
+#: faces still lose a few per cent (eyes, mouth, edges: the paper's unoccluded TPR is 0.92-0.99), so 0 would
+#: flag nearly every face. A heuristic default; tune it on held-out data.
+DEFAULT_OCCLUSION_THRESHOLD = 0.10
+
+
+class ReconOutput(NamedTuple):
+    """What :class:`Reconstructor` returns for a batch of B crops of size H x W (all float32, no grad)."""
+
+    theta: torch.Tensor  #: (B, layout.size) parameters in the model's layout
+    image: torch.Tensor  #: (B, 3, H, W) rendered face I_R, RGB in [0, 1] (0 outside Φ)
+    region: torch.Tensor  #: (B, 1, H, W) rendered region Φ
+    mask: torch.Tensor  #: (B, 1, H, W) face mask M = Φ · sigmoid(UNet(I_T, I_R)) in [0, 1]; Φ without a UNet
+    landmarks: torch.Tensor  #: (B, 68, 2) projected model landmarks, pixels (x right, y down); NaN if unmapped
+
+    @property
+    def occlusion_fraction(self) -> torch.Tensor:
+        """``(B,)`` ``1 − Σ M / Σ Φ``: the share of the rendered region that the mask rejects as occluded, in
+        [0, 1]; NaN where Φ is empty (no face rendered)."""
+        phi = self.region.sum((1, 2, 3))
+        kept = self.mask.sum((1, 2, 3))
+        safe = torch.where(phi > 0, phi, torch.ones_like(phi))
+        frac = (1.0 - kept / safe).clamp(0.0, 1.0)
+        return torch.where(phi > 0, frac, torch.full_like(frac, float("nan")))
+
+
+class Reconstructor(torch.nn.Module):
+    """Encoder → renderer → segmentation UNet, in eval mode and without gradients.
+
+    Args:
+        model: the ``MorphableModel`` the encoder was trained for (its ``layout`` must match the encoder's output).
+        encoder: module ``(B, 3, H, W) [0, 1] -> θ (B, layout.size)`` (``occrecon.nets.Encoder``).
+        unet: module ``(target, render) -> logits (B, 1, H, W)`` (``occrecon.nets.UNet``), or None: the mask is
+            then Φ itself.
+        renderer: a :class:`~occrecon.render.FaceRenderer` for ``model``; default: the standard framing for
+            ``image_size``.
+        image_size: crop size when no renderer is given (default 224).
+    """
+
+    def __init__(self, model, encoder: torch.nn.Module, unet: torch.nn.Module | None = None,
+                 renderer: FaceRenderer | None = None, image_size: int = REFERENCE_SIZE):
+        super().__init__()
+        if not isinstance(encoder, torch.nn.Module):
+            raise TypeError(f"encoder: expected a torch.nn.Module, got {type(encoder).__name__}")
+        if unet is not None and not isinstance(unet, torch.nn.Module):
+            raise TypeError(f"unet: expected a torch.nn.Module or None, got {type(unet).__name__}")
+        if renderer is None:
+            renderer = FaceRenderer(model, camera=default_camera(image_size))
+        elif not isinstance(renderer, FaceRenderer):
+            raise TypeError(f"renderer: expected a FaceRenderer or None, got {type(renderer).__name__}")
+        elif renderer.model is not model:
+            raise ValueError("renderer: renders a different model than `model`")
+        self.model = model
+        self.encoder = encoder
+        self.unet = unet
+        self.renderer = renderer
+        self.eval()
+
+    @property
+    def layout(self) -> ParamLayout:
+        return self.model.layout
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """``(H, W)`` of the crops this reconstructor takes."""
+        return self.renderer.camera.image_size
+
+    def _check_images(self, images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"images: expected a torch.Tensor, got {type(images).__name__}")
+        if not images.is_floating_point():
+            raise TypeError(f"images: expected a float tensor in [0, 1], got {images.dtype} (divide uint8 by 255)")
+        h, w = self.image_size
+        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
+            raise ValueError(f"images: expected shape (B, 3, {h}, {w}) RGB, got {tuple(images.shape)}")
+        if images.shape[0] == 0:
+            raise ValueError("images: empty batch")
+        if not bool(torch.isfinite(images).all()):
+            raise ValueError("images: contains NaN or Inf values")
+        lo, hi = float(images.min()), float(images.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"images: values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+
+    def forward(self, images: torch.Tensor) -> ReconOutput:
+        """Reconstruct a batch of aligned crops.
+
+        Args:
+            images: ``(B, 3, H, W)`` float RGB in [0, 1], H x W = :attr:`image_size`, on the nets' device.
+
+        Returns:
+            :class:`ReconOutput` (theta, image, region, mask, landmarks), computed in eval mode without gradients.
+        """
+        self._check_images(images)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                theta = self.encoder(images)
+                if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (images.shape[0], self.layout.size):
+                    raise RuntimeError(f"encoder: returned {getattr(theta, 'shape', type(theta))}, expected "
+                                       f"({images.shape[0]}, {self.layout.size}) for {self.layout!r}")
+                r = self.renderer(theta)
+                if self.unet is None:
+                    mask = r.mask
+                else:
+                    mask = r.mask * torch.sigmoid(self.unet(images, r.image))
+        finally:
+            self.train(was_training)
+        return ReconOutput(theta, r.image, r.mask, mask, r.landmarks)
+
+    def is_occluded(self, images: torch.Tensor, threshold: float = DEFAULT_OCCLUSION_THRESHOLD) -> torch.Tensor:
+        """``(B,)`` bool: True where more than ``threshold`` of the rendered region Φ is masked out
+        (``ReconOutput.occlusion_fraction > threshold``). Faces with an empty Φ are reported as not occluded.
+
+        Args:
+            images: as :meth:`forward`.
+            threshold: fraction of Φ in [0, 1) (default :data:`DEFAULT_OCCLUSION_THRESHOLD`).
+        """
+        if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) < 1.0:
+            raise ValueError(f"threshold: expected a fraction in [0, 1), got {threshold!r}")
+        frac = self(images).occlusion_fraction
+        return torch.nan_to_num(frac, nan=0.0) > float(threshold)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, model_path: str | Path | None = None, device: str | torch.device = "cpu",
+                        trusted: bool = False) -> Reconstructor:
+        """Rebuild the nets of a training checkpoint and load their weights.
+
+        Args:
+            path: a ``torch.save`` dict with ``"format": "occrecon-checkpoint-v1"``, ``"stage"``, ``"encoder"``
+                (state_dict), ``"unet"`` (state_dict or None) and ``"nets"`` = ``{"model_path", "encoder_arch",
+                "unet": "paper" | "compact" | None, "image_size", "layout": [[name, size], ...],
+                "encoder_scales"}`` (optional ``"renderer"``: keyword arguments of ``FaceRenderer`` plus
+                ``"focal"``; without it, ``config.model.use_antialias`` of the training config is honoured).
+            model_path: face model file overriding the stored ``model_path``. A stored ``shared:rel/path`` is
+                inside the shared asset folder; another relative path is tried against the working directory, the
+                checkpoint's folder and the shared asset folder.
+            device: where the nets live.
+            trusted: unpickle arbitrary objects (only for checkpoints from a trusted source).
+
+        Raises:
+            ValueError: wrong format, missing keys, a layout that does not match the face model, or weights that do
+                not fit the rebuilt nets (the message names the entry).
+        """
+        ckpt = read_checkpoint(path, trusted=trusted)
+        nets = ckpt["nets"]
+        src = Path(model_path) if model_path is not None else _resolve_model_path(nets["model_path"], Path(path))
+        model = load_model(src)
+        stored = _layout_from(nets["layout"])
+        if stored != model.layout:
+            raise ValueError(f"{path}: nets.layout {stored!r} does not match the face model {src} "
+                             f"({model.layout!r}); pass the model it was trained with as model_path")
+        encoder, unet = _build_nets(nets, model.layout)
+        _load_state(encoder, ckpt["encoder"], "encoder", path)
+        if unet is None:
+            if ckpt["unet"] is not None:
+                raise ValueError(f"{path}: 'unet' weights are stored but nets.unet is None")
+        else:
+            if ckpt["unet"] is None:
+                raise ValueError(f"{path}: nets.unet is {nets['unet']!r} but the 'unet' state_dict is None")
+            _load_state(unet, ckpt["unet"], "unet", path)
+        opts = dict(nets.get("renderer") or {})
+        config = ckpt.get("config")
+        model_cfg = config.get("model") if isinstance(config, Mapping) else None
+        if isinstance(model_cfg, Mapping) and isinstance(model_cfg.get("use_antialias"), bool):
+            opts.setdefault("use_antialias", model_cfg["use_antialias"])  # the training config's renderer switch
+        focal = opts.pop("focal", None)
+        renderer = FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
+        rec = cls(model, encoder, unet, renderer)
+        return rec.to(device)
+
+
+def default_camera(image_size: int, focal: float | None = None) -> PerspectiveCamera:
+    """The training framing for a square crop: focal ``REFERENCE_FOCAL · image_size / REFERENCE_SIZE`` px (1015 at
+    224), principal point at the centre."""
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    if focal is None:
+        focal = REFERENCE_FOCAL * image_size / REFERENCE_SIZE
+    return PerspectiveCamera(focal=float(focal), image_size=(image_size, image_size))
+
+
+def _numpy_safe_globals() -> list:
+    """Allow-list for numpy arrays/scalars inside checkpoints (``np.random.get_state()`` is stored by TRAIN)."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover  (numpy 1.x)
+        from numpy.core import multiarray
+
+    out = [multiarray._reconstruct, np.ndarray, np.dtype, multiarray.scalar]
+    out += [type(np.dtype(t)) for t in ("uint32", "int64", "float64", "uint8", "int32", "float32", "bool")]
+    return out
+
+
+def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Load a checkpoint dict and check its ``"format"`` and the keys inference needs.
+
+    Args:
+        path: the checkpoint file.
+        trusted: False: ``torch.load(weights_only=True)`` with numpy RNG states allowed; True: full unpickle.
+
+    Returns:
+        the checkpoint dict, tensors on the CPU.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no checkpoint file at {path}")
+    try:
+        if trusted:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(f"{path}: cannot be read as a plain checkpoint ({exc}); if it comes from a trusted "
+                         f"source, pass trusted=True") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, Mapping):
+        raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    fmt = ckpt.get("format")
+    if fmt != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: 'format' is {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
+    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: key(s) {missing} missing")
+    nets = ckpt["nets"]
+    if not isinstance(nets, Mapping):
+        raise ValueError(f"{path}: 'nets' must be a dict, got {type(nets).__name__}")
+    missing = [k for k in REQUIRED_NETS_KEYS if k not in nets]
+    if missing:
+        raise ValueError(f"{path}: key(s) {['nets.' + k for k in missing]} missing")
+    return dict(ckpt)
+
+
+def _layout_from(entries) -> ParamLayout:
+    try:
+        return ParamLayout([(str(n), int(s)) for n, s in entries])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"nets.layout: expected [[name, size], ...], got {entries!r} ({exc})") from None
+
+
+def _resolve_model_path(stored: str, ckpt_path: Path) -> Path:
+    from .assets import shared_dir
+
+    if str(stored).startswith(SHARED_PREFIX):  # the training config's "shared:rel/path"
+        p = shared_dir() / str(stored)[len(SHARED_PREFIX):]
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"nets.model_path: {stored!r} -> {p} does not exist; pass model_path=")
+    p = Path(stored)
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"nets.model_path: {p} does not exist; pass model_path=")
+    bases = [Path.cwd(), ckpt_path.resolve().parent]
+    shared = shared_dir(required=False)
+    if shared is not None:
+        bases.append(shared)
+    for base in bases:
+        if (base / p).exists():
+            return base / p
+    raise FileNotFoundError(f"nets.model_path: {stored!r} not found under {[str(b) for b in bases]}; pass model_path=")
+
+
+def _build_nets(nets: Mapping, layout: ParamLayout) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """Encoder and UNet of the architectures named in a checkpoint's ``"nets"`` entry."""
+    from .nets import Encoder, UNet  # noqa: PLC0415  (networks sit above api's other imports)
+
+    encoder = Encoder(layout, arch=str(nets["encoder_arch"]), scales=nets["encoder_scales"])
+    kind = nets["unet"]
+    if kind is None:
+        unet = None
+    elif kind == "paper":
+        unet = UNet()
+    elif kind == "compact":
+        unet = UNet.compact()
+    else:
+        raise ValueError(f"nets.unet: expected 'paper', 'compact' or None, got {kind!r}")
+    return encoder, unet
+
+
+def _load_state(module: torch.nn.Module, state: Any, name: str, path) -> None:
+    if not isinstance(state, Mapping):
+        raise ValueError(f"{path}: '{name}' must be a state_dict, got {type(state).__name__}")
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: '{name}' weights do not fit the rebuilt network: {exc}") from None

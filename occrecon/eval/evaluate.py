@@ -1,0 +1,336 @@
+"""``occrecon evaluate``: run checkpoints over a dataset folder and print the paper's Table 1-4 layout.
+
+Dataset folder (written by ``occrecon data synth``)::
+
+    images/<id>.png                         aligned RGB crops (resized to the checkpoint's crop size if needed)
+    masks/<id>_visible_skin_mask.png        GT visible face, white (255, or 1 in a 0/1 PNG) = visible skin
+    meta.jsonl                              one JSON object per line with at least "id" and "occluded" (bool)
+
+Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects the segmentation that is scored:
+
+* ``unet`` (default): the checkpoint's mask ``M = Φ · sigmoid(UNet(I_T, I_R))`` (Φ itself without a UNet);
+* ``pseudo``: the robust-initialisation pseudo-mask of eq. 9, ``occrecon.losses.pseudo_mask(I_T, I_R, Φ)``
+  (pixels whose reconstruction error is below ξ): the paper's "Pretrained" row,
+  e.g. ``--checkpoint Pretrained=runs/init/last.pt:pseudo``.
+
+Per image: ACC/PPV/TPR/F1 inside Φ, binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
+inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image would be); the occlusion fraction
+``1 − Σ M / Σ Φ``. Summaries (mean ± std, NaN-aware) on the ``Unoccluded``, ``Occluded`` and ``Overall`` subsets.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .metrics import DEFAULT_THRESHOLD, Summary, reconstruction_errors, segmentation_metrics, summarise
+from .table import format_table
+
+__all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
+           "held_out_ids",
+           "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "add_parser"]
+
+#: How the scored mask is obtained (see the module docstring).
+SEGMENTATION_MODES = ("unet", "pseudo")
+#: Column groups of the tables, in the paper's order (Table 2: unoccluded, occluded, overall).
+SUBSETS = ("Unoccluded", "Occluded", "Overall")
+#: Per-image values written to JSON and summarised.
+SEG_KEYS = ("acc", "ppv", "tpr", "f1")
+VALUE_KEYS = SEG_KEYS + tuple(f"soft_{k}" for k in SEG_KEYS) + ("rmse", "mae", "occlusion_fraction")
+
+
+@dataclass(frozen=True)
+class EvalSample:
+    """One dataset entry: ``id``, image and GT-mask paths, and whether it is occluded."""
+
+    id: str
+    image: Path
+    mask: Path
+    occluded: bool
+
+
+@dataclass(frozen=True)
+class CheckpointSpec:
+    """A ``NAME=PATH[:MODE]`` command-line entry."""
+
+    name: str
+    path: Path
+    segmentation: str = "unet"
+
+
+def read_eval_dataset(root: str | Path, ids: Sequence[str] | None = None) -> list[EvalSample]:
+    """The samples listed in ``root/meta.jsonl``, in file order, with their image and mask files checked.
+
+    Args:
+        root: the dataset folder.
+        ids: keep only these sample ids, in this order (e.g. the held-out part of a training split).
+
+    Raises:
+        FileNotFoundError: the folder, ``meta.jsonl``, or a listed image/mask file is missing.
+        ValueError: a line is not JSON, lacks ``id``/``occluded``, ``occluded`` is not a bool, or ids repeat.
+    """
+    root = Path(root)
+    meta = root / "meta.jsonl"
+    if not root.is_dir():
+        raise FileNotFoundError(f"data: {root} is not a folder")
+    if not meta.is_file():
+        raise FileNotFoundError(f"data: {meta} is missing (one JSON object per sample with 'id' and 'occluded')")
+    samples, seen = [], set()
+    for lineno, line in enumerate(meta.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{meta}:{lineno}: not valid JSON ({exc})") from None
+        if not isinstance(rec, dict) or "id" not in rec or "occluded" not in rec:
+            raise ValueError(f"{meta}:{lineno}: needs keys 'id' and 'occluded'")
+        if not isinstance(rec["occluded"], bool):
+            raise ValueError(f"{meta}:{lineno}: 'occluded' must be true or false, got {rec['occluded']!r}")
+        sid = str(rec["id"])
+        if sid in seen:
+            raise ValueError(f"{meta}:{lineno}: id {sid!r} repeats")
+        seen.add(sid)
+        image = root / "images" / f"{sid}.png"
+        mask = root / "masks" / f"{sid}_visible_skin_mask.png"
+        for p in (image, mask):
+            if not p.is_file():
+                raise FileNotFoundError(f"{meta}:{lineno}: {p} is missing")
+        samples.append(EvalSample(sid, image, mask, rec["occluded"]))
+    if not samples:
+        raise ValueError(f"data: {meta} lists no samples")
+    if ids is None:
+        return samples
+    by_id = {s.id: s for s in samples}
+    unknown = [i for i in ids if i not in by_id]
+    if unknown:
+        raise ValueError(f"ids: {len(unknown)} id(s) not in {meta}, e.g. {unknown[:3]}")
+    if not ids:
+        raise ValueError("ids: empty selection")
+    return [by_id[i] for i in ids]
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """Sample ids from a text file, one per line (blank lines and ``#`` comments ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"ids: no id list at {path}")
+    out = [line.split("#", 1)[0].strip() for line in path.read_text().splitlines()]
+    return [i for i in out if i]
+
+
+def held_out_ids(root: str | Path, held_out: float, seed: int = 0) -> list[str]:
+    """The held-out ids of the training split ``occrecon.data.dataset.split_ids(root, held_out, seed)`` (the
+    split a training run with ``data.held_out`` / ``data.split_seed`` left out of training)."""
+    try:
+        from ..data.dataset import split_ids  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(f"held_out: needs occrecon.data.dataset.split_ids, which is unavailable: {exc}") from None
+    if not 0.0 < float(held_out) < 1.0:
+        raise ValueError(f"held_out: expected a fraction in (0, 1), got {held_out!r}")
+    return list(split_ids(root, float(held_out), int(seed))[1])
+
+
+def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(B, 3, H, W)`` float [0, 1] and GT masks ``(B, 1, H, W)`` {0, 1}, resized to ``size`` if needed."""
+    from PIL import Image  # noqa: PLC0415
+
+    def read(path: Path, mode: str) -> np.ndarray:
+        try:
+            with Image.open(path) as im:
+                return np.asarray(im.convert(mode))
+        except (OSError, ValueError) as exc:  # corrupt or truncated file, unknown format
+            raise ValueError(f"{path}: cannot read the image ({exc})") from None
+
+    images, masks = [], []
+    for s in samples:
+        img = torch.from_numpy(read(s.image, "RGB").astype(np.float32) / 255.0).permute(2, 0, 1)
+        grey = read(s.mask, "L")
+        # 0/255 masks (threshold at mid-grey) and 0/1-valued masks (any non-zero value) are both accepted
+        m = torch.from_numpy((grey > (0 if grey.max() <= 1 else 127)).astype(np.float32))[None]
+        if img.shape[1:] != m.shape[1:]:
+            raise ValueError(f"{s.mask}: size {tuple(m.shape[1:])} differs from its image {tuple(img.shape[1:])}")
+        if tuple(img.shape[1:]) != tuple(size):
+            # area filter when shrinking (as training resizes its crops), bilinear when enlarging
+            mode = "area" if img.shape[1] >= size[0] and img.shape[2] >= size[1] else "bilinear"
+            img = torch.nn.functional.interpolate(img[None], size=size, mode=mode)[0].clamp(0, 1)
+            m = (torch.nn.functional.interpolate(m[None], size=size, mode="area")[0] > 0.5).float()
+        images.append(img)
+        masks.append(m)
+    return torch.stack(images), torch.stack(masks)
+
+
+def parse_checkpoint_arg(text: str) -> CheckpointSpec:
+    """``"NAME=PATH"`` or ``"NAME=PATH:MODE"`` (MODE in :data:`SEGMENTATION_MODES`) → :class:`CheckpointSpec`."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name.strip() or not rest:
+        raise ValueError(f"checkpoint: expected NAME=PATH[:MODE], got {text!r}")
+    path, mode = rest, "unet"
+    head, colon, tail = rest.rpartition(":")
+    if colon and tail in SEGMENTATION_MODES:
+        path, mode = head, tail
+    elif colon and tail and not Path(rest).exists() and "/" not in tail and "\\" not in tail:
+        raise ValueError(f"checkpoint: unknown segmentation mode {tail!r} in {text!r}; use one of "
+                         f"{SEGMENTATION_MODES}")
+    return CheckpointSpec(name.strip(), Path(path), mode)
+
+
+def _pseudo_mask_fn() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    try:
+        from ..losses import pseudo_mask  # noqa: PLC0415
+    except ImportError as exc:
+        raise RuntimeError(f"segmentation 'pseudo' needs occrecon.losses.pseudo_mask, which is unavailable: "
+                           f"{exc}") from None
+    return pseudo_mask
+
+
+def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str = "unet", batch_size: int = 8,
+                           threshold: float = DEFAULT_THRESHOLD) -> dict[str, np.ndarray]:
+    """Per-image metrics of one :class:`~occrecon.api.Reconstructor` over ``samples``.
+
+    Args:
+        rec: a Reconstructor (its ``image_size`` sets the crop size the images are resized to).
+        samples: from :func:`read_eval_dataset`.
+        segmentation: ``"unet"`` (the reconstructor's mask) or ``"pseudo"`` (eq. 9 pseudo-mask of its render).
+        batch_size: images per forward pass.
+        threshold: binarisation threshold of the hard metrics.
+
+    Returns:
+        ``{key: (N,) float64}`` for every key of :data:`VALUE_KEYS` (NaN where a metric is undefined), plus
+        ``"occluded"`` ``(N,)`` bool.
+    """
+    if segmentation not in SEGMENTATION_MODES:
+        raise ValueError(f"segmentation: expected one of {SEGMENTATION_MODES}, got {segmentation!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: expected a positive int, got {batch_size!r}")
+    if not samples:
+        raise ValueError("samples: empty")
+    pseudo = _pseudo_mask_fn() if segmentation == "pseudo" else None
+    device = next(itertools.chain(rec.parameters(), rec.buffers()), torch.empty(0)).device
+    out: dict[str, list] = {k: [] for k in VALUE_KEYS}
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start:start + batch_size]
+        images, gt = _load_batch(chunk, rec.image_size)
+        images, gt = images.to(device), gt.to(device)
+        res = rec(images)
+        region = res.region
+        mask = res.mask if pseudo is None else pseudo(images, res.image, region) * region
+        mask = mask.clamp(0.0, 1.0)
+        values = {}
+        values.update(segmentation_metrics(mask, gt, region, threshold=threshold))
+        values.update({f"soft_{k}": v for k, v in segmentation_metrics(mask, gt, region, threshold=None).items()})
+        values.update(reconstruction_errors(images, res.image.clamp(0.0, 1.0), gt * region))
+        values["occlusion_fraction"] = res._replace(mask=mask).occlusion_fraction.double()
+        for k in VALUE_KEYS:
+            out[k].append(values[k].cpu().numpy())
+    result = {k: np.concatenate(v) for k, v in out.items()}
+    result["occluded"] = np.array([s.occluded for s in samples], dtype=bool)
+    return result
+
+
+def summarise_by_subset(values: dict[str, np.ndarray]) -> dict[str, dict[str, Summary]]:
+    """``{subset: {key: Summary}}`` over :data:`SUBSETS` from :func:`evaluate_reconstructor`'s output."""
+    occ = np.asarray(values["occluded"], dtype=bool)
+    pick = {"Unoccluded": ~occ, "Occluded": occ, "Overall": np.ones_like(occ)}
+    return {s: {k: summarise(np.asarray(values[k])[pick[s]]) for k in VALUE_KEYS} for s in SUBSETS}
+
+
+def _json_values(a: np.ndarray) -> list:
+    return [None if isinstance(v, float) and math.isnan(v) else v for v in a.tolist()]
+
+
+def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size: int = 8, device: str = "cpu",
+             model_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD,
+             ids: Sequence[str] | None = None) -> dict:
+    """Evaluate each checkpoint on the dataset folder ``data`` (only the samples ``ids`` when given).
+
+    Returns:
+        ``{"data", "threshold", "ids", "occluded", "methods": {name: {"checkpoint", "segmentation", "per_image":
+        {key: [N values, None for NaN]}, "summary": {subset: {key: Summary}}}}}``.
+    """
+    from ..api import Reconstructor  # noqa: PLC0415
+
+    if not checkpoints:
+        raise ValueError("checkpoints: give at least one NAME=PATH")
+    names = [c.name for c in checkpoints]
+    if len(set(names)) != len(names):
+        raise ValueError(f"checkpoints: method names repeat: {names}")
+    samples = read_eval_dataset(data, ids)
+    methods = {}
+    for spec in checkpoints:
+        rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device)
+        values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold)
+        methods[spec.name] = {"checkpoint": str(spec.path), "segmentation": spec.segmentation,
+                              "per_image": {k: _json_values(values[k]) for k in VALUE_KEYS},
+                              "summary": summarise_by_subset(values)}
+    return {"data": str(data), "threshold": threshold, "ids": [s.id for s in samples],
+            "occluded": [s.occluded for s in samples], "methods": methods}
+
+
+def format_report(result: dict, markdown: bool = False) -> str:
+    """The three tables of an :func:`evaluate` result: hard segmentation, soft segmentation, reconstruction."""
+    summaries = {name: m["summary"] for name, m in result["methods"].items()}
+    soft = {name: {s: {k: v[f"soft_{k}"] for k in SEG_KEYS} for s, v in by.items()} for name, by in summaries.items()}
+    n_occ = sum(result["occluded"])
+    n_all = len(result["occluded"])
+    counts = f"{n_all - n_occ} unoccluded, {n_occ} occluded images"
+    return "\n\n".join([
+        format_table(summaries, SUBSETS, SEG_KEYS, markdown=markdown,
+                     title=f"Segmentation inside the rendered region, M > {result['threshold']} ({counts})"),
+        format_table(soft, SUBSETS, SEG_KEYS, markdown=markdown, title="Segmentation, soft M"),
+        format_table(summaries, SUBSETS, ("rmse", "mae"), markdown=markdown,
+                     title="Reconstruction error over visible face pixels (0-255)"),
+    ])
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        specs = [parse_checkpoint_arg(c) for c in args.checkpoint]
+    except ValueError as exc:
+        raise SystemExit(f"occrecon evaluate: {exc}") from None
+    if args.ids and args.held_out:
+        raise SystemExit("occrecon evaluate: give --ids or --held-out, not both")
+    ids = read_id_list(args.ids) if args.ids else None
+    if args.held_out:
+        ids = held_out_ids(args.data, args.held_out, args.split_seed)
+    result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
+                      threshold=args.threshold, ids=ids)
+    print(format_report(result, markdown=args.markdown))
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        for m in result["methods"].values():
+            m["summary"] = {s: {k: v.as_dict() for k, v in by.items()} for s, by in m["summary"].items()}
+        out.write_text(json.dumps(result, indent=1))
+        print(f"\nwrote {out}")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``occrecon evaluate`` on the CLI's sub-parsers."""
+    p = sub.add_parser("evaluate", help="segmentation and reconstruction metrics of checkpoints on a dataset folder",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", required=True, help="dataset folder (images/, masks/, meta.jsonl)")
+    p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH[:MODE]",
+                   help="a method to evaluate (repeatable); MODE 'unet' (default) or 'pseudo' (eq. 9 pseudo-masks)")
+    p.add_argument("--ids", help="evaluate only the sample ids listed in this text file (one per line)")
+    p.add_argument("--held-out", type=float, metavar="FRACTION",
+                   help="evaluate only the held-out part of the training split (data.held_out of the training "
+                        "config; occrecon.data.dataset.split_ids)")
+    p.add_argument("--split-seed", type=int, default=0, help="seed of that split (data.split_seed; default 0)")
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
+    p.add_argument("--out", help="write per-image values and summaries to this JSON file")
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--model", help="face model file overriding the checkpoints' stored model_path")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
+                   help=f"binarisation threshold of the hard metrics (default {DEFAULT_THRESHOLD})")
+    p.set_defaults(func=_run)
+    return p

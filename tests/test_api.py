@@ -1,0 +1,297 @@
+"""occrecon.api: Reconstructor outputs, occlusion fraction, checkpoint round trip and bad checkpoints, and the
+``occrecon evaluate`` command end to end on a tiny dataset folder."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import types
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import occrecon.nets
+from occrecon.api import CHECKPOINT_FORMAT, Reconstructor, ReconOutput, default_camera
+from occrecon.assets import shared_dir
+from occrecon.cli import main
+from occrecon.morphable import load_model
+from occrecon.render import FaceRenderer
+
+SIZE = 64  # crop size of the tiny test checkpoints (the camera framing scales with it)
+MODEL_REL = "assets/models/sfm_3448.npz"
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(shared_dir() / MODEL_REL)
+
+
+@pytest.fixture
+def nets():
+    return occrecon.nets
+
+
+def _trained_looking(module: torch.nn.Module, seed: int, std: float, batch: tuple) -> torch.nn.Module:
+    """Perturb every parameter and update BatchNorm statistics, so that a lost tensor would show."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * std)
+        module.train()
+        module(*batch)
+    return module.eval()
+
+
+def _images(n: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _tiny_nets(nets, model):
+    x = _images(2, 1)
+    enc = _trained_looking(nets.Encoder(model.layout, arch="compact"), 0, 1e-3, (x,))  # default output scales
+    unet = _trained_looking(nets.UNet.compact(), 1, 0.05, (x, x.flip(0)))
+    return enc, unet
+
+
+def _write_checkpoint(path, model_path, enc_net, unet_net, layout, **changes):
+    """A checkpoint dict in the contract's format, with top-level keys (or ``nets_<key>``) replaced by ``changes``."""
+    ckpt = {"format": CHECKPOINT_FORMAT, "stage": "em", "iteration": 3, "config": {"seed": 0},
+            "nets": {"model_path": str(model_path), "encoder_arch": "compact",
+                     "unet": None if unet_net is None else "compact", "image_size": SIZE,
+                     "layout": [[n, s] for n, s in layout.entries], "encoder_scales": dict(enc_net.scales)},
+            "encoder": enc_net.state_dict(), "unet": None if unet_net is None else unet_net.state_dict(),
+            "optimizers": {}, "schedulers": {},
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    "cuda": None},
+            "metrics": {"loss": 1.5}}
+    for key, value in changes.items():
+        if key.startswith("nets_"):
+            ckpt["nets"][key[5:]] = value
+        else:
+            ckpt[key] = value
+    torch.save(ckpt, path)
+    return path
+
+
+class _ZeroEncoder(torch.nn.Module):
+    """θ = 0: the mean face, frontal, centred (always rendered)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def forward(self, image):
+        return image.new_zeros(image.shape[0], self.size)
+
+
+class _ConstantLogit(torch.nn.Module):
+    def __init__(self, logit: float):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.tensor(float(logit)))
+
+    def forward(self, target, render):
+        return self.logit.expand(target.shape[0], 1, *target.shape[2:])
+
+
+def _renderer(model):
+    return FaceRenderer(model, camera=default_camera(SIZE))
+
+
+def test_outputs_follow_the_contract(nets, model):
+    enc, unet = _tiny_nets(nets, model)
+    renderer = _renderer(model)
+    rec = Reconstructor(model, enc, unet, renderer)
+    x = _images(2, 5)
+    out = rec(x)
+    with torch.no_grad():
+        theta = enc(x)
+        r = renderer(theta)
+        mask = r.mask * torch.sigmoid(unet(x, r.image))
+    assert torch.equal(out.theta, theta) and torch.equal(out.image, r.image) and torch.equal(out.region, r.mask)
+    assert torch.equal(out.mask, mask)
+    assert torch.equal(out.landmarks.isnan(), r.landmarks.isnan())
+    assert out.mask.shape == (2, 1, SIZE, SIZE) and out.landmarks.shape == (2, 68, 2)
+    assert float(out.region.sum()) > 100  # the face is rendered
+    assert not out.theta.requires_grad and not out.mask.requires_grad
+
+
+def test_eval_mode_and_training_flag_restored(nets, model):
+    enc, unet = _tiny_nets(nets, model)
+    rec = Reconstructor(model, enc, unet, _renderer(model))
+    rec.train()
+    x = _images(2, 6)
+    a, b = rec(x), rec(x)
+    assert torch.equal(a.mask, b.mask)  # dropout off, BatchNorm statistics frozen
+    assert rec.training and rec.unet.training
+
+
+def test_occlusion_fraction_closed_form():
+    region = torch.zeros(3, 1, 4, 4)
+    region[0, 0, :2] = 1.0  # 8 pixels
+    region[1] = 1.0
+    mask = region.clone()
+    mask[0, 0, 0, :3] = 0.0  # 3 of 8 rejected
+    mask[0, 0, 1, 0] = 0.5  # half a pixel more
+    mask[1] *= 0.25
+    out = ReconOutput(torch.zeros(3, 1), torch.zeros(3, 3, 4, 4), region, mask, torch.zeros(3, 68, 2))
+    frac = out.occlusion_fraction
+    assert float(frac[0]) == pytest.approx(3.5 / 8)
+    assert float(frac[1]) == pytest.approx(0.75)
+    assert math.isnan(float(frac[2]))  # nothing rendered
+
+
+def test_no_unet_mask_is_region_and_is_occluded(model):
+    size = model.layout.size
+    x = _images(2, 7)
+    plain = Reconstructor(model, _ZeroEncoder(size), None, _renderer(model))
+    out = plain(x)
+    assert torch.equal(out.mask, out.region)
+    assert torch.equal(out.occlusion_fraction, torch.zeros(2, dtype=out.mask.dtype))
+    assert not plain.is_occluded(x).any()
+    # a UNet with a constant logit c keeps sigmoid(c) of Φ: occlusion fraction 1 - sigmoid(c) = 0.3
+    logit = math.log(0.7 / 0.3)
+    rec = Reconstructor(model, _ZeroEncoder(size), _ConstantLogit(logit), _renderer(model))
+    np.testing.assert_allclose(rec(x).occlusion_fraction.numpy(), 0.3, rtol=1e-5)
+    assert rec.is_occluded(x, threshold=0.1).tolist() == [True, True]
+    assert rec.is_occluded(x, threshold=0.5).tolist() == [False, False]
+    with pytest.raises(ValueError, match="threshold"):
+        rec.is_occluded(x, threshold=1.0)
+
+
+def test_bad_images_and_arguments(model):
+    rec = Reconstructor(model, _ZeroEncoder(model.layout.size), None, _renderer(model))
+    with pytest.raises(ValueError, match="images"):
+        rec(torch.rand(1, 3, SIZE, SIZE + 1))
+    with pytest.raises(ValueError, match="images"):
+        rec(torch.rand(1, 1, SIZE, SIZE))
+    with pytest.raises(TypeError, match="images"):
+        rec((torch.rand(1, 3, SIZE, SIZE) * 255).to(torch.uint8))
+    with pytest.raises(ValueError, match="images"):
+        rec(torch.rand(1, 3, SIZE, SIZE) * 255)
+    with pytest.raises(RuntimeError, match="encoder"):
+        Reconstructor(model, _ZeroEncoder(5), None, _renderer(model))(torch.rand(1, 3, SIZE, SIZE))
+    with pytest.raises(TypeError, match="encoder"):
+        Reconstructor(model, "resnet", None, _renderer(model))
+    with pytest.raises(ValueError, match="renderer"):
+        Reconstructor(model, _ZeroEncoder(5), None, FaceRenderer(load_model(shared_dir() / MODEL_REL)))
+
+
+def test_checkpoint_round_trip(nets, model, tmp_path):
+    enc, unet = _tiny_nets(nets, model)
+    expected = Reconstructor(model, enc, unet, _renderer(model))(_images(2, 8))
+    path = _write_checkpoint(tmp_path / "em.pt", shared_dir() / MODEL_REL, enc, unet, model.layout)
+    loaded = Reconstructor.from_checkpoint(path)
+    got = loaded(_images(2, 8))
+    for a, b, name in zip(expected, got, ReconOutput._fields):
+        assert torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num()), name
+    assert loaded.image_size == (SIZE, SIZE)
+    # a relative model path is found in the shared assets; model_path overrides the stored one
+    rel = _write_checkpoint(tmp_path / "rel.pt", MODEL_REL, enc, None, model.layout)
+    assert Reconstructor.from_checkpoint(rel).unet is None
+    # the training config's "shared:" prefix and its renderer switch
+    pre = _write_checkpoint(tmp_path / "pre.pt", "shared:" + MODEL_REL, enc, None, model.layout,
+                            config={"model": {"use_antialias": True}})
+    assert Reconstructor.from_checkpoint(pre).renderer.use_antialias
+    assert not Reconstructor.from_checkpoint(rel).renderer.use_antialias
+    moved = _write_checkpoint(tmp_path / "moved.pt", "/nowhere/sfm.npz", enc, None, model.layout)
+    with pytest.raises(FileNotFoundError, match="model_path"):
+        Reconstructor.from_checkpoint(moved)
+    assert Reconstructor.from_checkpoint(moved, model_path=shared_dir() / MODEL_REL).layout == model.layout
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"format": "occrecon-checkpoint-v0"}, "'format'"),
+    ({"encoder": None}, "'encoder'"),
+    ({"nets_layout": [["id", 80], ["exp", 64], ["tex", 80], ["angle", 3], ["gamma", 27], ["trans", 3]]}, "layout"),
+    ({"nets_layout": "id=63"}, "nets.layout"),
+    ({"nets_unet": "huge"}, "nets.unet"),
+    ({"unet": None}, "'unet'"),
+])
+def test_bad_checkpoints(nets, model, tmp_path, changes, match):
+    enc, unet = _tiny_nets(nets, model)
+    path = _write_checkpoint(tmp_path / "bad.pt", shared_dir() / MODEL_REL, enc, unet, model.layout, **changes)
+    with pytest.raises(ValueError, match=match):
+        Reconstructor.from_checkpoint(path)
+
+
+def test_bad_checkpoint_files(nets, model, tmp_path):
+    enc, unet = _tiny_nets(nets, model)
+    path = tmp_path / "c.pt"
+    # missing keys, named
+    _write_checkpoint(path, shared_dir() / MODEL_REL, enc, unet, model.layout)
+    ckpt = torch.load(path, weights_only=False)
+    del ckpt["nets"]["encoder_arch"], ckpt["stage"]
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match=r"'stage'"):
+        Reconstructor.from_checkpoint(path)
+    ckpt["stage"] = "em"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="nets.encoder_arch"):
+        Reconstructor.from_checkpoint(path)
+    # weights of another architecture
+    other = nets.UNet.compact()
+    state = {k: torch.zeros(v.shape[0] + 1, *v.shape[1:]) if v.dim() else v for k, v in other.state_dict().items()}
+    _write_checkpoint(path, shared_dir() / MODEL_REL, enc, unet, model.layout, unet=state)
+    with pytest.raises(ValueError, match="'unet' weights do not fit"):
+        Reconstructor.from_checkpoint(path)
+    # not a checkpoint at all / an arbitrary pickled object
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="junk.pt"):
+        Reconstructor.from_checkpoint(tmp_path / "junk.pt")
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": types.SimpleNamespace(a=1)}, tmp_path / "obj.pt")
+    with pytest.raises(ValueError, match="trusted=True"):
+        Reconstructor.from_checkpoint(tmp_path / "obj.pt")
+    with pytest.raises(FileNotFoundError, match="path"):
+        Reconstructor.from_checkpoint(tmp_path / "absent.pt")
+
+
+def _write_dataset(root, n: int = 4, size: int = 80):
+    """A tiny dataset folder: random images, GT masks with a rectangular occluder on the occluded half."""
+    rng = np.random.default_rng(3)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    lines = []
+    for i in range(n):
+        sid = f"s{i:03d}"
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(root / "images" / f"{sid}.png")
+        m = np.full((size, size), 255, np.uint8)
+        occluded = i % 2 == 1
+        if occluded:
+            m[size // 3: size // 2, :] = 0
+        Image.fromarray(m).save(root / "masks" / f"{sid}_visible_skin_mask.png")
+        lines.append(json.dumps({"id": sid, "kind": "synthetic", "occluded": occluded, "seed": i}))
+    (root / "meta.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_evaluate_command_end_to_end(nets, model, tmp_path, capsys):
+    data = _write_dataset(tmp_path / "data")
+    enc, unet = _tiny_nets(nets, model)
+    em = _write_checkpoint(tmp_path / "em.pt", shared_dir() / MODEL_REL, enc, unet, model.layout)
+    init = _write_checkpoint(tmp_path / "init.pt", shared_dir() / MODEL_REL, enc, None, model.layout, stage="init")
+    checkpoints = ["--checkpoint", f"Proposed={em}", "--checkpoint", f"MoFA={init}",
+                   "--checkpoint", f"Pretrained={init}:pseudo"]
+    out = tmp_path / "res" / "results.json"
+    assert main(["evaluate", "--data", str(data), *checkpoints, "--out", str(out), "--batch-size", "3"]) == 0
+    text = capsys.readouterr().out
+    names = [c.split("=")[0] for c in checkpoints[1::2]]
+    for name in names:
+        assert name in text
+    assert "Unoccluded" in text and "Occluded" in text and "Overall" in text and "RMSE" in text
+    result = json.loads(out.read_text())
+    assert result["ids"] == ["s000", "s001", "s002", "s003"] and result["occluded"] == [False, True, False, True]
+    for name in names:
+        per = result["methods"][name]["per_image"]
+        assert all(len(v) == 4 for v in per.values())
+        assert all(v is not None and math.isfinite(v) for v in per["rmse"] + per["acc"] + per["soft_f1"])
+        summary = result["methods"][name]["summary"]
+        assert summary["Occluded"]["rmse"]["count"] == 2 and summary["Overall"]["acc"]["count"] == 4
+    # the stand-alone MoFA model's mask is Φ: every face pixel kept, so TPR = 1 and the occlusion fraction is 0
+    assert result["methods"]["MoFA"]["per_image"]["tpr"] == [1.0] * 4
+    assert result["methods"]["MoFA"]["per_image"]["occlusion_fraction"] == [0.0] * 4
+    assert result["methods"]["Pretrained"]["segmentation"] == "pseudo"
+    assert result["methods"]["Pretrained"]["per_image"]["rmse"] == result["methods"]["MoFA"]["per_image"]["rmse"]
+    assert main(["evaluate", "--data", str(data), "--checkpoint", f"Proposed={em}", "--markdown"]) == 0
+    assert "| Method | Unoccluded ACC |" in capsys.readouterr().out
