@@ -59,6 +59,7 @@ def test_unknown_key_is_named(tmp_path, text, key):
     ({"batch_size": 0}, "batch_size"),
     ({"stages": {"em": {"unet_first": 1}}}, "stages.em.unet_first"),
     ({"stages": {"order": ["init", "fit"]}}, "stages.order"),
+    ({"stages": {"order": []}}, "stages.order"),
     ({"stages": {"em": {"encoder_iters": 0, "unet_iters": 0}}}, "stages.em"),
     ({"optim": {"name": "sgd"}}, "optim.name"),
     ({"optim": {"rho": 1.0}}, "optim.rho"),

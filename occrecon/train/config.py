@@ -292,6 +292,8 @@ class TrainConfig:
         positive("data.num_workers", self.data.num_workers, allow_zero=True)
         if not 0.0 <= self.data.held_out < 1.0:
             raise ConfigError(f"data.held_out: must be in [0, 1), got {self.data.held_out}")
+        if not self.stages.order:
+            raise ConfigError("stages.order: no stage to run")
         if len(set(self.stages.order)) != len(self.stages.order):
             raise ConfigError(f"stages.order: a stage is listed twice: {self.stages.order}")
         for name in self.stages.order:

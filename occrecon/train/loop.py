@@ -174,14 +174,14 @@ class Trainer:
 
             self.out.mkdir(parents=True, exist_ok=True)
             cfg.to_yaml(self.out / "config.yaml")
-            purge = self._global_step(self.stage_index, self.stage_iteration) if ckpt is not None else None
+            # drop what a killed run logged after its checkpoint (a fresh run: everything an aborted one logged)
+            purge = self._global_step(self.stage_index, self.stage_iteration) if ckpt is not None else 0
             self.logger = RunLogger(self.out, tensorboard=cfg.logging.tensorboard, purge_step=purge)
-            if ckpt is not None:
-                for i, name in enumerate(cfg.stages.order):
-                    if i == self.stage_index:
-                        self.logger.csv(name).truncate(self.stage_iteration)
-                    elif i > self.stage_index:
-                        self.logger.csv(name).truncate(0)
+            for i, name in enumerate(cfg.stages.order):
+                if i == self.stage_index:
+                    self.logger.csv(name).truncate(self.stage_iteration)
+                elif i > self.stage_index:
+                    self.logger.csv(name).truncate(0)
         if ckpt is not None:
             restore_rng(ckpt.rng)  # last: everything above may draw random numbers, the straight run did not
 
@@ -383,6 +383,7 @@ class Trainer:
                 for name in out.optimise:
                     opts[name].zero_grad(set_to_none=True)
                 out.loss.backward()
+                self._check_gradients(stage, it + 1, out.optimise)
                 for name in out.optimise:
                     opts[name].step()
                 with warnings.catch_warnings():  # EM steps both schedules each iteration, one optimiser idles
@@ -415,6 +416,16 @@ class Trainer:
             where = (f"term {bad[0]!r} is {values[bad[0]]}" if bad else "a loss term is NaN/Inf on another process")
             raise TrainingDiverged(f"stage {stage}, iteration {iteration}: {where}; training stopped, "
                                    f"{self._last_good()}")
+
+    def _check_gradients(self, stage: str, iteration: int, names: tuple[str, ...]) -> None:
+        """Stop before an update with NaN/Inf gradients (finite loss, e.g. an overflow in a backward pass), so
+        the parameters stay finite. After DDP's all-reduce every process sees the same gradients."""
+        for name in names:
+            grads = [p.grad for p in getattr(self.nets, name).parameters() if p.grad is not None]
+            if grads and not math.isfinite(float(torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(g) for g in grads])))):
+                raise TrainingDiverged(f"stage {stage}, iteration {iteration}: the gradient of the {name} is "
+                                       f"NaN/Inf; training stopped before the update, {self._last_good()}")
 
     def _accumulate(self, out: StepOutput) -> None:
         values = {k: float(v.detach()) for k, v in out.terms.items()}
