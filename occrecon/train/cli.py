@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["add_parser", "configure_parser", "run_command", "main"]
@@ -41,6 +42,8 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     finally:
         shutdown_distributed()
+    if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 reports
+        return 0
     for stage, values in summary.items():
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if not k.startswith("lr_"))
         print(f"{stage}: {shown}")
