@@ -62,9 +62,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
-    p = sub.add_parser("data", help="data: landmarks and alignment, occlusion datasets")
+    p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_landmarks_parser(data_sub)
+    from .data.generate import add_synth_parser
+    add_synth_parser(data_sub)
+    from .train.cli import add_parser as add_train_parser
+    add_train_parser(sub)
     __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)

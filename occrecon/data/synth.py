@@ -1,0 +1,384 @@
+"""Occlusion samples with exact ground truth: synthetic renders and real aligned faces, composited with occluders.
+
+(a) **Synthetic faces**: a ``MorphableModel`` (SFM 3448 by default) rendered by ``occrecon.render.FaceRenderer``
+with random θ (identity/expression/albedo from the prior, a random skin tone, pose within ±30° yaw and ±15°
+pitch/roll, a small translation, random SH light around the renderer's ambient) over a random background (smooth
+noise, gradients, textures or a crop of another image). GT: θ, the renderer's 68 landmark projections (**NaN where
+the model has no landmark vertex**: SFM has no jaw contour except the chin; they stay NaN in every output), and
+the face region = Φ (the rendered region).
+
+(b) **Real faces**: the development photos (``shared/assets/faces/dev``, aligned to 224² from their 5-point
+detections with ``align_face``) and ``skimage.data.astronaut()`` (5 points from ``detect_landmarks``); the 68
+landmarks come from dlib on the aligned crop. The face region of a real face is defined from its landmarks, not
+learned: the convex hull of the jaw contour (0–16) and of the eyebrow points (17–26) raised by
+:data:`BROW_RAISE` × the chin-to-brow distance (forehead skin above the brows). Augmented copies (flip with
+landmark re-indexing, small shift/rotation/scale, colour) multiply the 18 faces.
+
+Each sample is composited with 0..``max_occluders`` random occluders (``occrecon.data.occluders``); a fraction
+``1 − occluded_fraction`` gets none. GT visible-face mask = region × (occluder alpha < 0.5), i.e. region × (1 − A >
+0.5). Everything is a function of ``(seed, stream, index)`` (a numpy Generator per sample), so samples do not depend
+on generation order or the number of processes.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import assets
+from .ibug import IBUG_FLIP
+from .occluders import KINDS, OccluderLayer, OccluderLibrary, composite, random_occluders
+from .warp import apply_points, similarity_matrix, warp_array
+
+__all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "random_background",
+           "real_face_region", "load_real_faces", "image_sources", "occlude", "apply_occluders", "BROW_RAISE",
+           "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM"]
+
+#: Eyebrow points are raised by this fraction of the chin-to-brow distance to close the real-face region.
+BROW_RAISE = 0.12
+#: A sample counts as ``occluded`` when at least this fraction of its face region is covered (alpha ≥ 0.5).
+OCCLUDED_MIN_FRACTION = 0.01
+#: Random-stream ids: sample ``i`` of a kind uses ``np.random.default_rng([seed, stream, i])``.
+SYNTHETIC_STREAM, REAL_STREAM = 0, 1
+
+_SKIMAGE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "hubble_deep_field",
+                    "motorcycle_left", "colorwheel", "camera")
+
+
+@dataclass
+class SynthConfig:
+    """Sampling ranges. Angles in degrees, translations in model units, sizes in pixels."""
+    size: int = 224
+    max_occluders: int = 3
+    occluded_fraction: float = 0.75
+    kinds: dict[str, float] = field(default_factory=lambda: dict(KINDS))
+    yaw: float = 30.0
+    pitch: float = 15.0
+    roll: float = 15.0
+    shift_xy: float = 0.015  # of the camera distance (15 mm at 1 m)
+    shift_z: float = 0.05  # of the camera distance
+    id_std: float = 1.0
+    tex_std: float = 0.2
+    expression_prob: float = 0.5
+
+    def validate(self) -> None:
+        if not 0.0 <= self.occluded_fraction <= 1.0:
+            raise ValueError(f"occluded_fraction must be in [0, 1], got {self.occluded_fraction}")
+        if self.max_occluders < 0:
+            raise ValueError(f"max_occluders must be >= 0, got {self.max_occluders}")
+        if self.occluded_fraction > 0 and self.max_occluders == 0:
+            raise ValueError("max_occluders must be >= 1 when occluded_fraction > 0")
+        if self.size < 32:
+            raise ValueError(f"size must be >= 32, got {self.size}")
+
+
+@dataclass
+class Sample:
+    """One sample. ``image uint8 (H, W, 3)``; ``landmarks (68, 2) float32`` (pixel centres at +0.5, NaN where
+    unknown); ``mask (H, W) float32`` {0, 1} GT visible face; ``region (H, W)`` {0, 1}; ``occluder_alpha (H, W)``
+    in [0, 1]; ``theta (P,) float32`` or None (real faces); ``occluders``: list of ``{name, kind, licence}``."""
+    id: str
+    kind: str
+    image: np.ndarray
+    landmarks: np.ndarray
+    mask: np.ndarray
+    region: np.ndarray
+    occluder_alpha: np.ndarray
+    occluders: list[dict]
+    occluded: bool
+    theta: np.ndarray | None
+    seed: int
+    index: int
+    identity: str
+
+    def meta(self) -> dict:
+        """The ``meta.jsonl`` record (JSON-serialisable)."""
+        covered = float((self.region * (self.occluder_alpha >= 0.5)).sum() / max(self.region.sum(), 1.0))
+        return {"id": self.id, "kind": self.kind, "identity": self.identity, "occluded": bool(self.occluded),
+                "occluded_fraction": round(covered, 6), "occluders": self.occluders, "seed": int(self.seed),
+                "index": int(self.index)}
+
+
+@dataclass
+class RealFace:
+    """An aligned real face: ``name``, ``image uint8 (S, S, 3)``, dlib's ``landmarks (68, 2) float32``."""
+    name: str
+    image: np.ndarray
+    landmarks: np.ndarray
+
+
+def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = None,
+                 distance: float = 1000.0) -> np.ndarray:
+    """θ ``(model.layout.size,) float32``: identity ~ N(0, id_std²); expression: each coefficient active with
+    probability ``expression_prob``, weight U(0, 0.8); albedo ~ N(0, tex_std²) plus a global skin tone (a
+    brightness factor U(0.5, 1.15) and a small tint, realised by the minimum-norm albedo coefficients that shift
+    the mean colour); pose uniform within ±yaw/±pitch/±roll; translation uniform within ±shift·distance; SH light:
+    DC U(−0.15, 0.35) per channel (shared, plus a ±0.05 tint), band 1 N(0, 0.2²) shared by the channels, band 2
+    N(0, 0.06²)."""
+    cfg = config or SynthConfig()
+    lay = model.layout
+    theta = np.zeros(lay.size, np.float64)
+    n_id, n_exp, n_tex = model.n_id, model.n_exp, model.n_tex
+    theta[lay.slice("id")] = rng.normal(0, cfg.id_std, n_id)
+    theta[lay.slice("exp")] = (rng.random(n_exp) < cfg.expression_prob) * rng.uniform(0, 0.8, n_exp)
+    tex = rng.normal(0, cfg.tex_std, n_tex)
+    if n_tex:
+        basis = model.albedo_basis.double().mean(1).numpy()  # (K, 3): mean colour shift per coefficient
+        mean = model.albedo_mean.double().mean(0).numpy()
+        tone = rng.uniform(0.5, 1.15)
+        target = mean * (tone * (1 + rng.uniform(-0.06, 0.06, 3)) - 1)
+        tex += np.linalg.pinv(basis.T) @ (target - basis.T @ tex)
+    theta[lay.slice("tex")] = tex
+    theta[lay.slice("angle")] = np.radians([rng.uniform(-cfg.pitch, cfg.pitch), rng.uniform(-cfg.yaw, cfg.yaw),
+                                            rng.uniform(-cfg.roll, cfg.roll)])
+    gamma = np.zeros((3, 9))
+    gamma[:, 0] = rng.uniform(-0.15, 0.35) + rng.uniform(-0.05, 0.05, 3)
+    gamma[:, 1:4] = rng.normal(0, 0.2, 3)
+    gamma[:, 4:9] = rng.normal(0, 0.06, 5)
+    theta[lay.slice("gamma")] = gamma.reshape(-1)
+    theta[lay.slice("trans")] = [rng.uniform(-1, 1) * cfg.shift_xy * distance,
+                                 rng.uniform(-1, 1) * cfg.shift_xy * distance,
+                                 rng.uniform(-1, 1) * cfg.shift_z * distance]
+    return theta.astype(np.float32)
+
+
+def random_background(rng: np.random.Generator, size: tuple[int, int],
+                      sources: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:
+    """``(H, W, 3) float32`` background: smooth colour noise, a linear gradient, a texture, or a randomly scaled
+    and rotated crop of one of ``sources`` (``(name, uint8 (h, w, 3))``)."""
+    from .occluders import _smooth_noise, _texture
+
+    h, w = size
+    kinds = ["noise", "gradient", "texture"] + (["image"] * 2 if sources else [])
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "noise":
+        cells = int(rng.integers(2, 16))
+        bg = np.stack([_smooth_noise(rng, size, cells) for _ in range(3)], -1)
+        bg = bg * rng.uniform(0.3, 1.0) + rng.uniform(0, 0.5, 3)
+    elif kind == "gradient":
+        a = rng.uniform(0, 2 * math.pi)
+        ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+        t = ((xs - w / 2) * math.cos(a) + (ys - h / 2) * math.sin(a)) / max(h, w) + 0.5
+        c1, c2 = rng.random(3), rng.random(3)
+        bg = c1 * (1 - t[..., None]) + c2 * t[..., None]
+    elif kind == "texture":
+        bg = _texture(rng, size)
+    else:
+        name, src = sources[int(rng.integers(len(sources)))]
+        sh, sw = src.shape[:2]
+        crop = rng.uniform(0.3, 1.0) * min(sh, sw)
+        cx, cy = rng.uniform(crop / 2, sw - crop / 2), rng.uniform(crop / 2, sh - crop / 2)
+        m = similarity_matrix(max(h, w) / crop, rng.uniform(-0.3, 0.3), (cx, cy), (w / 2 - cx, h / 2 - cy))
+        bg = warp_array(src.astype(np.float32) / 255.0, m, size, border=True)
+    return np.clip(bg, 0, 1).astype(np.float32)
+
+
+def real_face_region(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(H, W) float32`` {0, 1}: pixels whose centre lies inside the convex hull of the jaw contour (0–16) and the
+    eyebrows (17–26) raised by :data:`BROW_RAISE` × the chin-to-brow distance, perpendicular to the eye line."""
+    from scipy.spatial import ConvexHull
+    from skimage.draw import polygon
+
+    lm = np.asarray(landmarks, np.float64)
+    if lm.shape != (68, 2) or not np.isfinite(lm[:27]).all():
+        raise ValueError("landmarks: need (68, 2) with finite jaw (0-16) and eyebrow (17-26) points")
+    eye_l, eye_r = lm[36:42].mean(0), lm[42:48].mean(0)
+    d = (eye_r - eye_l) / max(np.hypot(*(eye_r - eye_l)), 1e-9)
+    up = np.array([d[1], -d[0]])
+    height = float(np.hypot(*(lm[17:27].mean(0) - lm[8])))
+    pts = np.vstack([lm[0:17], lm[17:27] + up * BROW_RAISE * height])
+    hull = pts[ConvexHull(pts).vertices]
+    rr, cc = polygon(hull[:, 1] - 0.5, hull[:, 0] - 0.5, shape=tuple(size))  # skimage: integer = pixel centre
+    region = np.zeros(size, np.float32)
+    region[rr, cc] = 1.0
+    return region
+
+
+def image_sources(include_dev_faces: bool = True) -> list[tuple[str, np.ndarray]]:
+    """``(name, uint8 (h, w, 3))`` images for backgrounds and cut-outs: scikit-image's bundled sample images
+    (public domain / CC0 per its README) and the development face photos."""
+    import skimage.data
+
+    out = []
+    for name in _SKIMAGE_SOURCES:
+        fn = getattr(skimage.data, name, None)
+        if fn is None:
+            continue
+        img = np.asarray(fn())
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, -1)
+        out.append((f"skimage:{name}", np.ascontiguousarray(img[..., :3]).astype(np.uint8)))
+    if include_dev_faces and assets.shared_dir(required=False) is not None:
+        from PIL import Image
+
+        for img_path, _ in assets.dev_faces():
+            with Image.open(img_path) as im:
+                out.append((f"dev:{img_path.name}", np.asarray(im.convert("RGB"))))
+    return out
+
+
+def load_real_faces(size: int = 224, detector=None, include_astronaut: bool = True) -> list[RealFace]:
+    """Align the development faces (5-point files) and the astronaut to ``size``², then detect 68 landmarks on each
+    crop with dlib. Faces where dlib finds no face on the crop are reported with a warning (never silently)."""
+    from .align import align_face, five_from_68
+    from .io import read_image
+    from .landmarks import DlibDetector, detect_landmarks
+
+    detector = detector or DlibDetector()
+    items: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for img_path, det_path in assets.dev_faces():
+        five = np.loadtxt(det_path, dtype=np.float64).reshape(5, 2)
+        items.append((img_path.stem, read_image(img_path), five))
+    if include_astronaut:
+        import skimage.data
+
+        astro = np.ascontiguousarray(skimage.data.astronaut()[..., :3])
+        found = detect_landmarks(astro, detector)
+        if found is None:
+            warnings.warn("load_real_faces: no face found in skimage.data.astronaut(); skipped")
+        else:
+            items.append(("astronaut", astro, five_from_68(found.points)))
+    faces, missing = [], []
+    for name, image, five in items:
+        crop, _ = align_face(image, five, size=size)
+        found = detect_landmarks(crop, detector)
+        if found is None:
+            missing.append(name)
+            continue
+        faces.append(RealFace(name, crop, np.asarray(found.points, np.float32)))
+    if missing:
+        warnings.warn(f"load_real_faces: dlib found no face on the aligned crop of {missing}; skipped")
+    if not faces:
+        raise RuntimeError("load_real_faces: no real face could be aligned and detected")
+    return faces
+
+
+def apply_occluders(image: np.ndarray, region: np.ndarray, layers: list[OccluderLayer]
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict], bool]:
+    """Composite ``layers`` over ``image (H, W, 3) float`` in [0, 1] with face ``region (H, W)`` {0, 1}.
+
+    Returns ``(image uint8 (H, W, 3), alpha (H, W) float32, mask (H, W) float32, occluder records, occluded)``:
+    ``mask = region · (alpha < 0.5)`` (the GT visible face), records ``{name, kind, licence}``, and ``occluded`` =
+    at least :data:`OCCLUDED_MIN_FRACTION` of the region is covered. Pixels with alpha 0 keep the input colour."""
+    out, alpha = composite(image, layers)
+    visible = (alpha < 0.5).astype(np.float32)
+    region = np.asarray(region, np.float32)
+    mask = region * visible
+    covered = float((region * (1 - visible)).sum() / max(float(region.sum()), 1.0))
+    records = [{"name": layer.name, "kind": layer.kind, "licence": layer.licence} for layer in layers]
+    img8 = np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
+    return img8, alpha, mask, records, covered >= OCCLUDED_MIN_FRACTION
+
+
+def occlude(rng: np.random.Generator, image: np.ndarray, region: np.ndarray, landmarks: np.ndarray,
+            config: SynthConfig, library: OccluderLibrary | None,
+            sources: list[tuple[str, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, bool]:
+    """Draw 0 occluders (probability ``1 − occluded_fraction``) or 1..``max_occluders`` random ones for a face with
+    ``landmarks (68, 2)`` and apply them with :func:`apply_occluders` (same returns)."""
+    n = 0
+    if rng.random() < config.occluded_fraction:
+        n = int(rng.integers(1, config.max_occluders + 1))
+    layers = random_occluders(rng, landmarks, image.shape[:2], n, library, sources, config.kinds)
+    return apply_occluders(image, region, layers)
+
+
+class SampleGenerator:
+    """Deterministic sample factory: ``synthetic(i)`` and ``real(i)`` depend only on ``(seed, i)`` and the inputs.
+
+    Args:
+        seed: the dataset seed.
+        config: :class:`SynthConfig`.
+        model_path: face model file (default ``shared/assets/models/sfm_3448.npz``).
+        permissive_only: use only permissively licensed library cut-outs.
+        occluder_root: the cut-out library folder (default ``shared/assets/occluders``).
+        real_faces: pre-computed :func:`load_real_faces` output (computed on first use otherwise).
+    """
+
+    def __init__(self, seed: int = 0, config: SynthConfig | None = None, model_path: str | Path | None = None,
+                 permissive_only: bool = False, occluder_root: str | Path | None = None,
+                 real_faces: list[RealFace] | None = None, sources: list[tuple[str, np.ndarray]] | None = None):
+        self.seed = int(seed)
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed}")
+        self.config = config or SynthConfig()
+        self.config.validate()
+        self.model_path = Path(model_path) if model_path else assets.shared_dir() / "assets/models/sfm_3448.npz"
+        if not self.model_path.exists():
+            raise FileNotFoundError(f"model_path: {self.model_path} does not exist")
+        self.library = OccluderLibrary(occluder_root, permissive_only=permissive_only)
+        self.sources = image_sources() if sources is None else sources
+        self._real = real_faces
+        self._renderer = None
+
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from ..morphable import load_model
+            from ..render import FaceRenderer, PerspectiveCamera
+
+            model = load_model(self.model_path)
+            cam = PerspectiveCamera()
+            if tuple(cam.image_size) != (self.config.size, self.config.size):
+                cam = PerspectiveCamera(focal=1015.0 * self.config.size / 224,
+                                        image_size=(self.config.size, self.config.size))
+            self._renderer = FaceRenderer(model, camera=cam)
+        return self._renderer
+
+    @property
+    def real_faces(self) -> list[RealFace]:
+        if self._real is None:
+            self._real = load_real_faces(self.config.size)
+        return self._real
+
+    def _rng(self, stream: int, index: int) -> np.random.Generator:
+        if index < 0:
+            raise ValueError(f"index must be >= 0, got {index}")
+        return np.random.default_rng([self.seed, stream, index])
+
+    def render_synthetic(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A random face over a random background: ``(image (S, S, 3) float32, region Φ (S, S), landmarks (68, 2),
+        theta (P,))``."""
+        s = self.config.size
+        r = self.renderer
+        theta = random_theta(rng, r.model, self.config, r.distance)
+        bg = random_background(rng, (s, s), self.sources)
+        with torch.no_grad():
+            out = r(torch.from_numpy(theta)[None], torch.from_numpy(bg).permute(2, 0, 1)[None])
+        image = out.image[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        return image, out.mask[0, 0].numpy().astype(np.float32), out.landmarks[0].numpy(), theta
+
+    def synthetic(self, index: int) -> Sample:
+        """Synthetic sample ``index`` (id ``syn_<index:06d>``)."""
+        rng = self._rng(SYNTHETIC_STREAM, index)
+        image, region, lms, theta = self.render_synthetic(rng)
+        img8, alpha, mask, records, occluded = occlude(rng, image, region, lms, self.config, self.library,
+                                                        self.sources)
+        return Sample(f"syn_{index:06d}", "synthetic", img8, lms.astype(np.float32), mask, region, alpha, records,
+                      occluded, theta, self.seed, index, f"syn_{index:06d}")
+
+    def real(self, index: int) -> Sample:
+        """Real sample ``index`` (id ``real_<index:06d>``): augmented copy of face ``index mod n_faces``."""
+        rng = self._rng(REAL_STREAM, index)
+        faces = self.real_faces
+        face = faces[index % len(faces)]
+        s = self.config.size
+        flip = bool(rng.random() < 0.5)
+        m = similarity_matrix(rng.uniform(0.95, 1.05), math.radians(rng.uniform(-5, 5)), (s / 2, s / 2),
+                              tuple(rng.uniform(-8, 8, 2)), flip=flip, width=s)
+        image = warp_array(face.image.astype(np.float32) / 255.0, m, (s, s), border=True)
+        lms = apply_points(face.landmarks, m)
+        if flip:  # x was mirrored by m: re-index so that point i keeps its iBUG meaning
+            lms = lms[IBUG_FLIP]
+        grey = image.mean(-1, keepdims=True)
+        image = grey + (image - grey) * rng.uniform(0.7, 1.3)  # saturation
+        image = (image - 0.5) * rng.uniform(0.8, 1.2) + 0.5 + rng.uniform(-0.08, 0.08)  # contrast, brightness
+        image = np.clip(image * (1 + rng.uniform(-0.05, 0.05, 3)), 0, 1).astype(np.float32)  # white balance
+        region = real_face_region(lms, (s, s))
+        img8, alpha, mask, records, occluded = occlude(rng, image, region, lms, self.config, self.library,
+                                                        self.sources)
+        return Sample(f"real_{index:06d}", "real", img8, lms, mask, region, alpha, records, occluded, None,
+                      self.seed, index, face.name)

@@ -1,0 +1,425 @@
+"""``TrainConfig``: the whole training experiment as a tree of dataclasses, read from and written to YAML.
+
+One YAML file per experiment (``configs/*.yaml``). Every key is checked: an unknown key or a value of the wrong type
+raises :class:`ConfigError` naming the dotted key (``stages.em.unet_iters``). Defaults are the paper's schedule
+("To fit or not to fit", Sec. 4 "Implementation details"); everything else is documented where it is defined.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossesConfig", "StageConfig", "EMConfig",
+           "MofaConfig", "StagesConfig", "OptimConfig", "LoggingConfig", "ConfigError", "STAGES",
+           "resolve_path", "flatten", "config_diff"]
+
+#: The training stages, in the paper's order (``mofa``, the baseline without segmentation, runs when named).
+STAGES = ("init", "unet_pretrain", "em", "mofa")
+
+# Paper, Sec. 4: "Adadelta ... initial learning rate of 0.06, and a decay rate of 0.99 at every 5k iterations.
+# The learning rate for the segmentation network is 0.06 times the one for the reconstruction network. In every
+# 30k iterations, 25k iters are for the face autoencoder ... the face autoencoder is trained for 300k iterations,
+# with batch size 12. Afterwards ... trained jointly for 400k iterations, with a batch size of 6."
+PAPER_ENCODER_LR = 0.06
+PAPER_LR_DECAY = 0.99
+PAPER_LR_DECAY_EVERY = 5_000
+PAPER_UNET_LR_FACTOR = 0.06
+PAPER_INIT_ITERATIONS = 300_000
+PAPER_INIT_BATCH = 12
+PAPER_EM_ITERATIONS = 400_000
+PAPER_EM_BATCH = 6
+PAPER_EM_ENCODER_ITERS = 25_000
+PAPER_EM_UNET_ITERS = 5_000
+#: The paper does not state the length of the UNet pretraining: our choice, one EM cycle's worth.
+DEFAULT_UNET_PRETRAIN_ITERATIONS = 30_000
+
+#: Prefix of a path inside the shared asset folder (``occrecon.assets.shared_dir()``).
+SHARED_PREFIX = "shared:"
+
+
+class ConfigError(ValueError):
+    """A configuration key is unknown, missing or has a bad value; the message names the dotted key."""
+
+
+@dataclass
+class DataConfig:
+    """Training data.
+
+    Attributes:
+        train: dataset folders in ``FaceDataset`` format (``images/``, ``masks/``, ``landmarks.csv``); several are
+            concatenated. Relative paths are relative to the working directory; ``shared:...`` is inside the
+            shared asset folder.
+        image_size: side of the square training image in pixels. The datasets are 224² crops; a smaller size
+            resizes image and landmarks and scales the camera's focal length with it (same framing).
+        augment: ``FaceDataset`` augmentation (±10 px, ±10 %, ±10°, flip).
+        num_workers: DataLoader worker processes. 0 (default) loads in the training process, which makes
+            ``--resume`` bit-for-bit even with augmentation.
+        held_out: fraction of each dataset kept out of training for evaluation, split by identity with
+            ``occrecon.data.dataset.split_ids(folder, held_out, split_seed)`` (0: train on everything).
+        split_seed: seed of that split (evaluate the held-out part with the same fraction and seed).
+    """
+
+    train: list[str] = field(default_factory=list)
+    image_size: int = 224
+    augment: bool = True
+    num_workers: int = 0
+    held_out: float = 0.0
+    split_seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    """Face model and renderer.
+
+    Attributes:
+        path: face model file for ``occrecon.morphable.load_model`` (``shared:`` prefix allowed).
+        use_antialias: antialiased silhouettes in ``FaceRenderer`` (off in the paper).
+    """
+
+    path: str = "shared:assets/models/sfm_3448.npz"
+    use_antialias: bool = False
+
+
+@dataclass
+class NetsConfig:
+    """Networks.
+
+    Attributes:
+        encoder_arch: ``occrecon.nets.Encoder`` architecture: ``resnet50`` (paper), ``resnet18`` or ``compact``.
+        unet: ``paper`` (64-1024 filters) or ``compact`` (``UNet.compact()``).
+        encoder_scales: per-group output scales for the encoder (``None``: the encoder's defaults).
+        perceptual: perceptual backbone for ``occrecon.nets.load_backbone`` (``dlib``, ``arcface_iresnet50``,
+            ``vggface2_resnet50``), or ``None`` to switch every perceptual loss term off (fast tiny runs).
+        perceptual_weights: weight file of the backbone (``None``: its default; dlib's ships with the package).
+    """
+
+    encoder_arch: str = "resnet50"
+    unet: str = "paper"
+    encoder_scales: dict[str, Any] | None = None
+    perceptual: str | None = "dlib"
+    perceptual_weights: str | None = None
+
+
+@dataclass
+class LossesConfig:
+    """Loss weights: an ``occrecon.losses.LossConfig`` preset plus overrides.
+
+    Attributes:
+        preset: ``paper`` (default) or ``focus``.
+        overrides: dotted keys into the ``LossConfig`` dataclass tree and their values, e.g.
+            ``{"segmentation.neighbour": 10.0, "k": 5}``; an unknown key is an error.
+    """
+
+    preset: str = "paper"
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageConfig:
+    """One stage: number of iterations (0 skips it) and its batch size per process (``None``: the top-level one)."""
+
+    iterations: int = 0
+    batch_size: int | None = None
+
+
+@dataclass
+class EMConfig(StageConfig):
+    """Stage 3, EM alternation. Each cycle is ``unet_iters`` UNet steps (encoder frozen) and ``encoder_iters``
+    encoder steps (UNet frozen); ``unet_first`` puts the UNet steps first, as in the authors' code."""
+
+    encoder_iters: int = PAPER_EM_ENCODER_ITERS
+    unet_iters: int = PAPER_EM_UNET_ITERS
+    unet_first: bool = True
+
+
+@dataclass
+class MofaConfig(StageConfig):
+    """The "MoFA" baseline: the encoder trained with the reconstruction loss and M = Φ (no segmentation).
+
+    ``start_from``: ``init`` — the encoder at the end of this run's ``init`` stage (``<out>/init.pt``; the fair
+    comparison with EM, which starts there too); ``scratch`` — a freshly initialised encoder; ``current`` — the
+    encoder as the previous stage left it.
+    """
+
+    start_from: str = "init"
+
+
+@dataclass
+class StagesConfig:
+    """Which stages run, in which order, and for how long."""
+
+    order: list[str] = field(default_factory=lambda: ["init", "unet_pretrain", "em"])
+    init: StageConfig = field(default_factory=lambda: StageConfig(PAPER_INIT_ITERATIONS, PAPER_INIT_BATCH))
+    unet_pretrain: StageConfig = field(
+        default_factory=lambda: StageConfig(DEFAULT_UNET_PRETRAIN_ITERATIONS, PAPER_INIT_BATCH))
+    em: EMConfig = field(default_factory=lambda: EMConfig(PAPER_EM_ITERATIONS, PAPER_EM_BATCH))
+    mofa: MofaConfig = field(default_factory=lambda: MofaConfig(0, PAPER_INIT_BATCH))
+
+    def stage(self, name: str) -> StageConfig:
+        """The configuration of stage ``name`` (ConfigError for an unknown one)."""
+        if name not in STAGES:
+            raise ConfigError(f"stages.order: unknown stage {name!r}; known: {', '.join(STAGES)}")
+        return getattr(self, name)
+
+
+@dataclass
+class OptimConfig:
+    """Optimisers and learning-rate schedule (the paper's by default).
+
+    Attributes:
+        name: ``adadelta`` (paper) or ``adam`` (not in the paper; converges faster in short CPU runs).
+        encoder_lr: encoder learning rate (paper 0.06).
+        unet_lr_factor: UNet learning rate = ``unet_lr_factor × encoder_lr`` (paper 0.06).
+        decay: multiplicative learning-rate decay (paper 0.99) ...
+        decay_every: ... applied every this many iterations of a stage (paper 5k).
+        rho, eps: Adadelta's (torch defaults); ``eps`` is also Adam's.
+        weight_decay: L2 weight decay (paper: none).
+    """
+
+    name: str = "adadelta"
+    encoder_lr: float = PAPER_ENCODER_LR
+    unet_lr_factor: float = PAPER_UNET_LR_FACTOR
+    decay: float = PAPER_LR_DECAY
+    decay_every: int = PAPER_LR_DECAY_EVERY
+    rho: float = 0.9
+    eps: float = 1e-6
+    weight_decay: float = 0.0
+
+
+@dataclass
+class LoggingConfig:
+    """Outputs of a run.
+
+    Attributes:
+        out_dir: run folder: ``last.pt`` (rolling checkpoint), ``<stage>.pt`` (end of each stage),
+            ``log/<stage>.csv``, ``tensorboard/``, ``samples/``, ``config.yaml``.
+        log_every: one CSV row (and TensorBoard scalars) every this many iterations.
+        sample_every: a sample overlay PNG (target | render | mask) every this many iterations (0: never).
+        checkpoint_every: ``last.pt`` every this many iterations (and always at the end of a stage).
+        num_samples: images per sample PNG.
+        progress: tqdm progress bar.
+        tensorboard: write TensorBoard event files.
+    """
+
+    out_dir: str = "runs/default"
+    log_every: int = 100
+    sample_every: int = 1000
+    checkpoint_every: int = 5000
+    num_samples: int = 4
+    progress: bool = True
+    tensorboard: bool = True
+
+
+@dataclass
+class TrainConfig:
+    """A training experiment. ``TrainConfig.from_yaml(path)`` / ``to_yaml(path)``; ``to_dict`` / ``from_dict``.
+
+    Attributes:
+        batch_size: images per process and step, for stages without their own ``batch_size``.
+        seed: seeds Python, numpy and torch (and the data order) at the start of a run.
+        device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+        init_from: optional checkpoint whose encoder (and UNet, when it has one) weights start this run.
+    """
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    nets: NetsConfig = field(default_factory=NetsConfig)
+    losses: LossesConfig = field(default_factory=LossesConfig)
+    stages: StagesConfig = field(default_factory=StagesConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    batch_size: int = PAPER_EM_BATCH
+    seed: int = 0
+    device: str = "auto"
+    init_from: str | None = None
+
+    # ---- conversion -------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """A plain nested dict (only str/int/float/bool/None/list/dict), as stored in checkpoints."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Build from a nested dict; missing keys take defaults, unknown keys raise ConfigError naming them."""
+        cfg = _build(cls, data, "")
+        cfg.validate()
+        return cfg
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> TrainConfig:
+        """Read a YAML experiment file (see ``configs/``)."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"path: no config file {path}")
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        """The YAML text of this config; also written to ``path`` when given."""
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+    # ---- checks -----------------------------------------------------------------------------------------------
+    def stage_batch_size(self, name: str) -> int:
+        """Batch size per process of stage ``name``."""
+        b = self.stages.stage(name).batch_size
+        return self.batch_size if b is None else b
+
+    def validate(self) -> None:
+        """Check values and their combinations; ConfigError naming the dotted key otherwise."""
+        def positive(key: str, v: float, allow_zero: bool = False) -> None:
+            if not (v >= 0 if allow_zero else v > 0):
+                raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+
+        positive("batch_size", self.batch_size)
+        positive("data.image_size", self.data.image_size)
+        positive("data.num_workers", self.data.num_workers, allow_zero=True)
+        if not 0.0 <= self.data.held_out < 1.0:
+            raise ConfigError(f"data.held_out: must be in [0, 1), got {self.data.held_out}")
+        if not self.stages.order:
+            raise ConfigError("stages.order: no stage to run")
+        if len(set(self.stages.order)) != len(self.stages.order):
+            raise ConfigError(f"stages.order: a stage is listed twice: {self.stages.order}")
+        for name in self.stages.order:
+            self.stages.stage(name)
+        for name in STAGES:
+            st = self.stages.stage(name)
+            positive(f"stages.{name}.iterations", st.iterations, allow_zero=True)
+            if st.batch_size is not None:
+                positive(f"stages.{name}.batch_size", st.batch_size)
+        positive("stages.em.encoder_iters", self.stages.em.encoder_iters, allow_zero=True)
+        positive("stages.em.unet_iters", self.stages.em.unet_iters, allow_zero=True)
+        if self.stages.em.encoder_iters + self.stages.em.unet_iters == 0:
+            raise ConfigError("stages.em: encoder_iters + unet_iters must be > 0")
+        if self.stages.mofa.start_from not in ("init", "scratch", "current"):
+            raise ConfigError(f"stages.mofa.start_from: 'init', 'scratch' or 'current', got "
+                              f"{self.stages.mofa.start_from!r}")
+        if self.optim.name not in ("adadelta", "adam"):
+            raise ConfigError(f"optim.name: 'adadelta' or 'adam', got {self.optim.name!r}")
+        positive("optim.encoder_lr", self.optim.encoder_lr)
+        positive("optim.unet_lr_factor", self.optim.unet_lr_factor)
+        positive("optim.decay", self.optim.decay)
+        positive("optim.decay_every", self.optim.decay_every)
+        positive("optim.eps", self.optim.eps)
+        if not 0 <= self.optim.rho < 1:
+            raise ConfigError(f"optim.rho: must be in [0, 1), got {self.optim.rho}")
+        if self.nets.unet not in ("paper", "compact"):
+            raise ConfigError(f"nets.unet: 'paper' or 'compact', got {self.nets.unet!r}")
+        for key in ("log_every", "checkpoint_every", "num_samples"):
+            positive(f"logging.{key}", getattr(self.logging, key))
+        positive("logging.sample_every", self.logging.sample_every, allow_zero=True)
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"device: 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+# ---- generic dataclass <- dict conversion with key checking ---------------------------------------------------
+def _build(cls: type, data: Any, prefix: str, base: Any = None) -> Any:
+    """``cls`` from a mapping; keys not given keep their value in ``base`` (the parent's default instance, so a
+    partial ``stages.em`` keeps the paper's EM length), or ``cls()``'s defaults."""
+    where = prefix.rstrip(".") or "<top level>"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = [k for k in data if k not in names]
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known under {where}: {', '.join(sorted(names))})")
+    base = cls() if base is None else base
+    kwargs = {}
+    for k, v in data.items():
+        if dataclasses.is_dataclass(hints[k]):
+            kwargs[k] = _build(hints[k], v, f"{prefix}{k}.", getattr(base, k))
+        else:
+            kwargs[k] = _convert(hints[k], v, f"{prefix}{k}")
+    return dataclasses.replace(base, **kwargs)
+
+
+def _convert(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _convert(a, value, key)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} does not fit {tp}")
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if tp is Any:
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        _, item = typing.get_args(tp)
+        return {str(k): _convert(item, v, f"{key}.{k}") for k, v in value.items()}
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported type {tp}")  # a programming error in the dataclasses above
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def resolve_path(path: str | Path) -> Path:
+    """A config path: ``shared:rel/path`` → inside ``occrecon.assets.shared_dir()``; otherwise as given."""
+    text = str(path)
+    if text.startswith(SHARED_PREFIX):
+        from ..assets import shared_dir
+
+        return shared_dir() / text[len(SHARED_PREFIX):]
+    return Path(text).expanduser()
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts → ``{"dotted.key": leaf}`` (lists are leaves)."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for k, v in data.items():
+            out.update(flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix.rstrip("."): data}
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """``(dotted_key, old_value, new_value)`` for every leaf that differs (missing leaves are ``None``), sorted."""
+    a, b = flatten(old), flatten(new)
+    return [(k, a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]

@@ -1,0 +1,392 @@
+"""Occluders, synthetic/real occlusion samples, the dataset folder and ``occrecon data synth``."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from occrecon import assets
+from occrecon.data.dataset import (DatasetError, FaceDataset, augment, image_relpath, mask_relpath, read_meta,
+                                   split_ids)
+from occrecon.data.generate import generate_dataset
+from occrecon.data.ibug import IBUG_FLIP, flip_landmarks
+from occrecon.data.occluders import (KINDS, FaceFrame, OccluderLayer, OccluderLibrary, composite, draw_occluder,
+                                     is_permissive, place_sprite)
+from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region)
+from occrecon.data.warp import similarity_matrix
+
+pytestmark = pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not found")
+
+S = 224
+
+
+@pytest.fixture(scope="module")
+def gen():
+    return SampleGenerator(seed=3, config=SynthConfig(occluded_fraction=1.0))
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds") / "a"
+    generate_dataset(root, 4, 3, seed=11, workers=1, progress=False)
+    return root
+
+
+def _frontal_landmarks(gen) -> np.ndarray:
+    lay = gen.renderer.layout
+    with torch.no_grad():
+        return gen.renderer(torch.zeros(1, lay.size)).landmarks[0].numpy()
+
+
+# ------------------------------------------------------------------------------------------------ iBUG flip
+
+def test_flip_permutation_is_an_involution_with_the_midline_fixed():
+    assert sorted(IBUG_FLIP) == list(range(68))
+    np.testing.assert_array_equal(IBUG_FLIP[IBUG_FLIP], np.arange(68))
+    fixed = {i for i in range(68) if IBUG_FLIP[i] == i}
+    assert fixed == {8, 27, 28, 29, 30, 33, 51, 57, 62, 66}
+    for a, b in [(0, 16), (17, 26), (21, 22), (31, 35), (36, 45), (39, 42), (40, 47), (48, 54), (55, 59),
+                 (60, 64), (65, 67)]:
+        assert IBUG_FLIP[a] == b and IBUG_FLIP[b] == a
+    pts = np.random.default_rng(0).uniform(0, S, (68, 2))
+    np.testing.assert_allclose(flip_landmarks(flip_landmarks(pts, S), S), pts)
+
+
+def test_flipped_render_landmarks_swap_symmetric_points(gen):
+    # the mirror image of a face turned by +yaw is (nearly) the face turned by -yaw: flipped symmetric points
+    # must land on their partners (SFM's mean face is symmetric up to ~1 px)
+    r, lay = gen.renderer, gen.renderer.layout
+    theta = torch.zeros(2, lay.size)
+    theta[0, lay.slice("angle")] = torch.tensor([0.0, 0.3, 0.0])
+    theta[1, lay.slice("angle")] = torch.tensor([0.0, -0.3, 0.0])
+    with torch.no_grad():
+        lms = r(theta).landmarks.numpy()
+    flipped = flip_landmarks(lms[0], S)
+    ok = np.isfinite(flipped[:, 0])
+    err = np.hypot(*(flipped[ok] - lms[1][ok]).T)
+    assert err.max() < 2.0, err.max()
+    naive = lms[0].copy()  # mirrored without re-indexing: point 36 lands on the other eye
+    naive[:, 0] = S - naive[:, 0]
+    assert np.hypot(*(naive[36] - lms[1][36])) > 20
+
+
+# ------------------------------------------------------------------------------------------------ geometry
+
+def test_similarity_matrix_closed_form():
+    m = similarity_matrix(2.0, math.pi / 2, (10.0, 20.0), (1.0, -1.0))
+    # (11, 20) is 1 px right of the centre: a 90° counter-clockwise turn on screen (y down) sends it up, ×2
+    np.testing.assert_allclose(m[:, :2] @ [11.0, 20.0] + m[:, 2], [10 + 1, 20 - 2 - 1], atol=1e-12)
+    f = similarity_matrix(flip=True, width=S)
+    np.testing.assert_allclose(f[:, :2] @ [3.5, 7.0] + f[:, 2], [S - 3.5, 7.0])
+    with pytest.raises(ValueError, match="scale"):
+        similarity_matrix(0.0)
+
+
+def test_real_face_region_is_the_hull_of_jaw_and_raised_brows():
+    lm = np.full((68, 2), np.nan)
+    t = np.linspace(0, math.pi, 17)
+    lm[0:17] = np.stack([112 - 60 * np.cos(t), 100 + 60 * np.sin(t)], -1)  # lower half circle, radius 60
+    lm[17:27] = np.stack([np.linspace(52, 172, 10), np.full(10, 100.0)], -1)  # flat brow line through the ends
+    lm[36:42] = [90, 110]
+    lm[42:48] = [134, 110]
+    region = real_face_region(lm, (S, S))
+    height = 60.0  # chin (112, 160) to the brow centre (112, 100)
+    raise_px = 0.12 * height
+    hull_area = 0.5 * 16 * 60 * 60 * math.sin(math.pi / 16) + 120 * raise_px  # 16-gon half + raised band
+    assert abs(region.sum() - hull_area) < 0.02 * hull_area
+    assert region[int(100 - raise_px + 2), 112] == 1 and region[int(100 - raise_px - 2), 112] == 0
+    assert region[155, 112] == 1 and region[165, 112] == 0
+    with pytest.raises(ValueError, match="landmarks"):
+        real_face_region(np.full((68, 2), np.nan), (S, S))
+
+
+# ------------------------------------------------------------------------------------------------ occluders
+
+def test_licence_filter_keeps_only_permissive_files():
+    full = OccluderLibrary()
+    safe = OccluderLibrary(permissive_only=True)
+    assert len(full) == 37 and len(safe) == 20  # the README's count: 20 of 37 are MIT / Apache-2.0
+    assert {e.licence for e in safe.entries} == {"MIT", "Apache-2.0"}
+    names = {e.file for e in safe.entries}
+    assert "hair_blonde_strands_photo.png" not in names  # MIT repository, photo of unknown origin
+    assert not any(e.file in names for e in full.entries if e.licence.startswith("NONE"))
+    assert is_permissive("MIT") and is_permissive("Apache-2.0") and is_permissive("CC0")
+    assert not is_permissive("NONE (no licence)") and not is_permissive("MIT repo / photo unknown")
+
+
+def test_library_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="root"):
+        OccluderLibrary(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="README"):
+        OccluderLibrary(tmp_path)
+    Image.fromarray(np.zeros((4, 4, 4), np.uint8)).save(tmp_path / "x.png")
+    (tmp_path / "README.md").write_text("| file | category | style | size | repo | path | licence | alpha |\n"
+                                        "| x.png | hand | photo | 4x4 | a/b | x.png | NONE (no licence) | src |\n")
+    assert len(OccluderLibrary(tmp_path)) == 1
+    with pytest.raises(ValueError, match="permissive"):
+        OccluderLibrary(tmp_path, permissive_only=True)
+    (tmp_path / "README.md").write_text("nothing here\n")
+    with pytest.raises(ValueError, match="no occluder files"):
+        OccluderLibrary(tmp_path)
+
+
+def test_composite_is_the_over_operator_and_leaves_uncovered_pixels_alone():
+    rng = np.random.default_rng(0)
+    img = rng.random((8, 8, 3)).astype(np.float32)
+    a = np.zeros((8, 8, 4), np.float32)
+    a[2:5, 2:5] = [1.0, 0.0, 0.0, 1.0]
+    a[5:7, 5:7] = [0.0, 1.0, 0.0, 0.3]
+    b = np.zeros((8, 8, 4), np.float32)
+    b[4:6, 4:6] = [0.0, 0.0, 1.0, 0.5]
+    out, alpha = composite(img, [OccluderLayer(a, "a", "shape", "x"), OccluderLayer(b, "b", "shape", "x")])
+    np.testing.assert_array_equal(out[0:2], img[0:2])
+    np.testing.assert_allclose(out[3, 3], [1, 0, 0])
+    np.testing.assert_allclose(out[6, 6], 0.3 * np.array([0, 1, 0]) + 0.7 * img[6, 6], rtol=1e-6)
+    np.testing.assert_allclose(out[5, 5], 0.5 * np.array([0, 0, 1]) + 0.5 * (0.3 * np.array([0, 1, 0])
+                                                                         + 0.7 * img[5, 5]), rtol=1e-6)
+    np.testing.assert_allclose(alpha[5, 5], 1 - 0.7 * 0.5, rtol=1e-6)
+    np.testing.assert_allclose(alpha[4, 4], 1.0)
+    assert alpha[0, 0] == 0
+
+
+def test_gt_mask_is_region_minus_occluder_alpha():
+    img = np.full((S, S, 3), 0.25, np.float32)
+    region = np.zeros((S, S), np.float32)
+    region[40:180, 50:170] = 1
+    occ = np.zeros((S, S, 4), np.float32)
+    occ[100:200, 20:90] = [0.9, 0.1, 0.1, 1.0]  # opaque, half on the face
+    occ[20:60, 120:140] = [0.1, 0.1, 0.9, 0.4]  # translucent (alpha < 0.5): face stays visible
+    img8, alpha, mask, records, occluded = apply_occluders(img, region, [OccluderLayer(occ, "o", "shape", "L")])
+    expect = region.copy()
+    expect[100:200, 20:90] = 0
+    np.testing.assert_array_equal(mask, expect)
+    untouched = occ[..., 3] == 0
+    assert (img8[untouched] == 64).all()  # round(0.25 * 255)
+    assert (img8[~untouched] != 64).any(axis=-1).all()
+    assert occluded and records == [{"name": "o", "kind": "shape", "licence": "L"}]
+    _, _, mask0, _, occ0 = apply_occluders(img, region, [])
+    np.testing.assert_array_equal(mask0, region)
+    assert not occ0
+
+
+def test_place_sprite_puts_the_anchor_on_the_centre_and_keeps_alpha():
+    sprite = np.zeros((40, 80, 4), np.float32)
+    sprite[..., :3] = 0.8
+    sprite[10:30, 20:60, 3] = 1.0  # an opaque 40 x 20 block centred in the sprite
+    rgba = place_sprite(sprite, np.array([100.0, 120.0]), 160.0, 0.0, (S, S))
+    ys, xs = np.nonzero(rgba[..., 3] > 0.5)
+    assert abs(xs.mean() + 0.5 - 100) < 0.6 and abs(ys.mean() + 0.5 - 120) < 0.6
+    assert abs((rgba[..., 3] > 0.5).sum() - 80 * 40) < 0.05 * 80 * 40  # scaled ×2
+    np.testing.assert_allclose(rgba[rgba[..., 3] > 0.05][:, :3], 0.8, atol=1e-4)  # no dark fringe
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_kind_covers_part_of_the_face(gen, kind):
+    lms = _frontal_landmarks(gen)
+    lib = gen.library
+    cover = 0
+    for i in range(4):
+        layer = draw_occluder(kind, np.random.default_rng(i), lms, (S, S), lib, gen.sources)
+        assert layer.rgba.shape == (S, S, 4) and layer.rgba.dtype == np.float32
+        assert 0 <= layer.rgba.min() and layer.rgba.max() <= 1
+        x0, y0 = np.nanmin(lms, 0).astype(int)
+        x1, y1 = np.nanmax(lms, 0).astype(int)
+        cover += (layer.rgba[y0:y1, x0:x1, 3] > 0.5).mean()
+    assert cover > 0.01, kind
+
+
+def test_face_frame_needs_eyes_nose_mouth_and_chin():
+    lm = np.zeros((68, 2))
+    lm[36:42], lm[42:48] = [80, 80], [140, 80]
+    f = FaceFrame.from_landmarks(lm)
+    assert f.scale == 60 and abs(f.angle) < 1e-12 and np.allclose(f.down, [0, 1])
+    lm[30] = np.nan
+    with pytest.raises(ValueError, match="landmarks"):
+        FaceFrame.from_landmarks(lm)
+    with pytest.raises(ValueError, match="kind"):
+        draw_occluder("teapot", np.random.default_rng(0), np.zeros((68, 2)), (S, S))
+
+
+# ------------------------------------------------------------------------------------------------ samples
+
+def _euler(p, y, r):
+    rx = np.array([[1, 0, 0], [0, math.cos(p), -math.sin(p)], [0, math.sin(p), math.cos(p)]])
+    ry = np.array([[math.cos(y), 0, math.sin(y)], [0, 1, 0], [-math.sin(y), 0, math.cos(y)]])
+    rz = np.array([[math.cos(r), -math.sin(r), 0], [math.sin(r), math.cos(r), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def test_synthetic_landmarks_are_the_pinhole_projections(gen):
+    s = gen.synthetic(2)
+    model, lay = gen.renderer.model, gen.renderer.layout
+    th = s.theta.astype(np.float64)
+    verts = (model.mean.double().numpy() + np.tensordot(th[lay.slice("id")], model.id_basis.double().numpy(), 1)
+             + np.tensordot(th[lay.slice("exp")], model.exp_basis.double().numpy(), 1))
+    idx = model.landmarks.numpy()
+    cam = verts[np.clip(idx, 0, None)] @ _euler(*th[lay.slice("angle")]).T + th[lay.slice("trans")] + [0, 0, -1000]
+    uv = np.stack([112 + 1015 * cam[:, 0] / -cam[:, 2], 112 - 1015 * cam[:, 1] / -cam[:, 2]], -1)
+    valid = idx >= 0
+    np.testing.assert_allclose(s.landmarks[valid], uv[valid], atol=2e-3)
+    assert np.isnan(s.landmarks[~valid]).all() and (~valid).sum() == 18  # SFM: no jaw except the chin
+    deg = np.degrees(th[lay.slice("angle")])
+    assert abs(deg[0]) <= 15 and abs(deg[1]) <= 30 and abs(deg[2]) <= 15
+    with torch.no_grad():
+        phi = gen.renderer(torch.from_numpy(s.theta)[None]).mask[0, 0].numpy()
+    np.testing.assert_array_equal(s.region, phi)
+    np.testing.assert_array_equal(s.mask, phi * (s.occluder_alpha < 0.5))
+
+
+def test_samples_are_deterministic_and_order_independent(gen):
+    a = gen.synthetic(5)
+    other = SampleGenerator(seed=3, config=SynthConfig(occluded_fraction=1.0))
+    other.synthetic(4)
+    b = other.synthetic(5)
+    np.testing.assert_array_equal(a.image, b.image)
+    np.testing.assert_array_equal(a.mask, b.mask)
+    np.testing.assert_array_equal(a.landmarks, b.landmarks)
+    assert a.occluders == b.occluders
+    c = SampleGenerator(seed=4, config=SynthConfig(occluded_fraction=1.0)).synthetic(5)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_random_theta_ranges(gen):
+    model = gen.renderer.model
+    lay = model.layout
+    th = np.stack([random_theta(np.random.default_rng(i), model) for i in range(200)])
+    ang = np.degrees(th[:, lay.slice("angle")])
+    assert np.abs(ang).max(0).tolist() <= [15, 30, 15] and np.abs(ang[:, 1]).max() > 20
+    assert th.shape == (200, lay.size) and th.dtype == np.float32
+
+
+# ------------------------------------------------------------------------------------------------ dataset
+
+def test_dataset_roundtrip_matches_the_generator(dataset_dir):
+    ds = FaceDataset(dataset_dir)
+    assert len(ds) == 7
+    meta = {r["id"]: r for r in read_meta(dataset_dir)}
+    gen = SampleGenerator(seed=11)
+    ids = [ds[i]["id"] for i in range(len(ds))]
+    assert ids == sorted(ids) == [f"real_{i:06d}" for i in range(3)] + [f"syn_{i:06d}" for i in range(4)]
+    for i in (0, 4, 6):
+        item = ds[i]
+        kind, idx = item["id"].split("_")
+        s = gen.synthetic(int(idx)) if kind == "syn" else gen.real(int(idx))
+        assert item["image"].shape == (3, S, S) and item["mask"].shape == (1, S, S)
+        np.testing.assert_allclose(item["image"].permute(1, 2, 0).numpy(), s.image / 255.0, atol=1e-7)
+        np.testing.assert_array_equal(item["mask"][0].numpy(), s.mask)
+        np.testing.assert_allclose(item["landmarks"].numpy(), s.landmarks, atol=1e-3)  # NaN where NaN
+        assert bool(item["occluded"]) == s.occluded == meta[item["id"]]["occluded"]
+    theta = np.load(dataset_dir / "theta.npy")
+    tids = json.loads((dataset_dir / "theta_ids.json").read_text())
+    assert tids == [f"syn_{i:06d}" for i in range(4)] and theta.shape == (4, gen.renderer.layout.size)
+    np.testing.assert_array_equal(theta[1], gen.synthetic(1).theta)
+    assert "seed: 11" in (dataset_dir / "README.txt").read_text()
+
+
+def test_dataset_is_byte_identical_for_any_worker_count_and_differs_by_seed(dataset_dir, tmp_path):
+    b = tmp_path / "b"
+    generate_dataset(b, 4, 3, seed=11, workers=2, progress=False)
+    names = sorted(p.relative_to(dataset_dir).as_posix() for p in dataset_dir.rglob("*") if p.is_file())
+    assert names == sorted(p.relative_to(b).as_posix() for p in b.rglob("*") if p.is_file())
+    for n in names:
+        assert (dataset_dir / n).read_bytes() == (b / n).read_bytes(), n
+    c = tmp_path / "c"
+    generate_dataset(c, 1, 0, seed=12, workers=1, progress=False)
+    assert (c / "images/syn_000000.png").read_bytes() != (dataset_dir / "images/syn_000000.png").read_bytes()
+    with pytest.raises(ValueError, match="out"):
+        generate_dataset(c, 1, 0, seed=12, progress=False)
+
+
+def _dots(lms: np.ndarray) -> np.ndarray:
+    img = np.zeros((S, S, 3), np.float32)
+    for x, y in lms[np.isfinite(lms[:, 0])]:
+        j, i = int(x), int(y)
+        img[i - 1:i + 2, j - 1:j + 2] = 1.0
+    return img
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_augmentation_keeps_landmarks_on_the_image(gen, flip):
+    lms = _frontal_landmarks(gen)
+    lms = np.floor(lms) + 0.5  # on pixel centres: each dot is centred on its landmark
+    img = _dots(lms)
+    mask = np.zeros((S, S), np.float32)
+    mask[60:160, 60:160] = 1
+    m = similarity_matrix(1.08, math.radians(-9), (S / 2, S / 2), (7.0, -4.0), flip=flip, width=S)
+    out, msk, new = augment(img, mask, lms, m, flip)
+    ok = np.isfinite(new[:, 0])
+    assert ok.sum() == 50
+    for x, y in new[ok]:
+        i, j = int(y), int(x)
+        win = out[i - 3:i + 4, j - 3:j + 4, 0]
+        yy, xx = np.mgrid[i - 3:i + 4, j - 3:j + 4]
+        cx, cy = (win * (xx + 0.5)).sum() / win.sum(), (win * (yy + 0.5)).sum() / win.sum()
+        assert math.hypot(cx - x, cy - y) < 0.35
+    assert new[36, 0] < new[45, 0] and new[48, 0] < new[54, 0]  # left stays left after re-indexing
+    assert set(np.unique(msk)) <= {0.0, 1.0} and abs(msk.sum() - 1.08 ** 2 * 1e4) < 0.03 * 1e4
+
+
+def test_dataset_augmented_items(dataset_dir):
+    torch.manual_seed(0)
+    ds = FaceDataset(dataset_dir, augment=True)
+    a = ds[5]
+    torch.manual_seed(0)
+    b = FaceDataset(dataset_dir, augment=True)[5]
+    torch.testing.assert_close(a["image"], b["image"])
+    plain = FaceDataset(dataset_dir)[5]
+    assert not torch.equal(a["image"], plain["image"])
+    assert set(torch.unique(a["mask"]).tolist()) <= {0.0, 1.0}
+
+
+def test_split_holds_out_real_identities_whole(dataset_dir):
+    train, held = split_ids(dataset_dir, held_out=0.5, seed=0)
+    assert sorted(train + held) == sorted(r["id"] for r in read_meta(dataset_dir)) and not set(train) & set(held)
+    ident = {r["id"]: r["identity"] for r in read_meta(dataset_dir)}
+    assert not {ident[i] for i in train} & {ident[i] for i in held}
+    assert any(i.startswith("real") for i in held) and sum(i.startswith("syn") for i in held) == 2
+    assert len(FaceDataset(dataset_dir, ids=held)) == len(held)
+    with pytest.raises(ValueError, match="held_out"):
+        split_ids(dataset_dir, held_out=1.5)
+
+
+def test_dataset_bad_inputs(dataset_dir, tmp_path):
+    with pytest.raises(FileNotFoundError, match="root"):
+        FaceDataset(tmp_path / "missing")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    lines = (dataset_dir / "meta.jsonl").read_text().splitlines()
+    (bad / "meta.jsonl").write_text("\n".join(lines[:2] + ["{not json"] + lines[3:]) + "\n")
+    with pytest.raises(DatasetError, match=r"meta.jsonl:3"):
+        FaceDataset(bad)
+    (bad / "meta.jsonl").write_text("\n".join(lines) + "\n")
+    csv = (dataset_dir / "landmarks.csv").read_text().splitlines()
+    (bad / "landmarks.csv").write_text("\n".join(line for line in csv if "syn_000002" not in line) + "\n")
+    with pytest.raises(DatasetError, match="syn_000002"):
+        FaceDataset(bad)
+    with pytest.raises(DatasetError, match="ids"):
+        FaceDataset(dataset_dir, ids=["nope"])
+    with pytest.raises(ValueError, match="occluded_fraction"):
+        SampleGenerator(config=SynthConfig(occluded_fraction=2.0))
+    with pytest.raises(FileNotFoundError, match="model_path"):
+        SampleGenerator(model_path=tmp_path / "none.npz")
+    with pytest.raises(ValueError, match="nothing to generate"):
+        generate_dataset(tmp_path / "z", 0, 0)
+    assert image_relpath("x") == "images/x.png" and mask_relpath("x") == "masks/x_visible_skin_mask.png"
+
+
+def test_cli_writes_a_dataset(tmp_path, capsys):
+    from occrecon.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["data", "synth", "--out", str(out), "--synthetic", "2", "--seed", "5", "--permissive-only",
+                 "--occluded-fraction", "1", "--workers", "1"]) == 0
+    assert "wrote 2 samples" in capsys.readouterr().out
+    meta = read_meta(out)
+    lic = {o["licence"] for r in meta for o in r["occluders"] if o["name"].startswith("cutout:")}
+    assert lic <= {"MIT", "Apache-2.0"}
+    assert main(["data", "synth", "--out", str(out), "--synthetic", "1"]) == 2  # exists: refused
+    assert "already holds a dataset" in capsys.readouterr().err
