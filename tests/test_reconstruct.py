@@ -1,0 +1,113 @@
+"""``occrecon reconstruct``: photos → aligned crops → Reconstructor → overlay PNG, OBJ, JSON; failures reported."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import occrecon.nets as nets
+from occrecon import assets
+from occrecon.api import Reconstructor, default_camera
+from occrecon.cli import main
+from occrecon.data.align import align_face
+from occrecon.data.io import read_image
+from occrecon.morphable import load_model
+from occrecon.morphable.export import read_obj
+from occrecon.reconstruct import collect_images, read_five_points, reconstruct_photos
+from occrecon.render import FaceRenderer
+
+SIZE = 64
+pytestmark = pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
+
+
+class _ConstantLogit(torch.nn.Module):
+    def __init__(self, logit: float):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.tensor(float(logit)))
+
+    def forward(self, target, render):
+        return self.logit.expand(target.shape[0], 1, *target.shape[2:])
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model(assets.shared_dir() / "assets" / "models" / "sfm_3448.npz")
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Two dev faces with their 5-point files, a blank image (no face) and a corrupt file."""
+    folder, points = tmp_path / "photos", tmp_path / "points"
+    folder.mkdir()
+    points.mkdir()
+    for img, pts in assets.dev_faces()[:2]:
+        (folder / img.name).write_bytes(img.read_bytes())
+        (points / f"{img.stem}.txt").write_text(pts.read_text())
+    Image.fromarray(np.full((120, 160, 3), 128, np.uint8)).save(folder / "blank.png")
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    return folder, points
+
+
+def test_reconstruct_photos_writes_consistent_outputs(model, photos, tmp_path):
+    folder, points = photos
+    logit = 0.8
+    encoder = nets.Encoder(model.layout, arch="compact")  # zero head: θ = 0, the mean face
+    rec = Reconstructor(model, encoder, _ConstantLogit(logit), FaceRenderer(model, camera=default_camera(SIZE)))
+    paths = collect_images([folder])
+    assert [p.name for p in paths] == sorted(p.name for p in folder.iterdir())
+    report = reconstruct_photos(paths, rec, tmp_path / "out", points_dir=points, batch_size=1)
+
+    assert sorted(r["landmarks_from"] for r in report.results) == ["5-point file", "5-point file"]
+    reasons = dict(report.failures)
+    assert reasons[str(folder / "blank.png")] == "no face found"
+    assert reasons[str(folder / "corrupt.jpg")].startswith("unreadable")
+    for r in report.results:
+        stem = r["image"].rsplit("/", 1)[1].rsplit(".", 1)[0]
+        crop, m = align_face(read_image(r["image"]), read_five_points(points / f"{stem}.txt"), SIZE)
+        np.testing.assert_allclose(np.array(r["crop_transform"]), m)
+        row = np.asarray(Image.open(tmp_path / "out" / f"{stem}_overlay.png"))
+        assert row.shape == (SIZE, 3 * SIZE, 3)
+        assert np.abs(row[:, :SIZE].astype(int) - crop).max() <= 1  # the left panel is the aligned crop
+        # constant logit: M = Φ·σ(logit) everywhere, so the occluded share of Φ is 1 − σ(logit)
+        assert r["occlusion_fraction"] == pytest.approx(1 - 1 / (1 + np.exp(-logit)), abs=1e-5)
+        assert r["occluded"] is True
+        assert {k: len(v) for k, v in r["theta"].items()} == dict(model.layout.entries)
+        assert not any(any(v) for v in r["theta"].values())  # θ = 0
+        v, f = read_obj(tmp_path / "out" / f"{stem}.obj")[:2]
+        np.testing.assert_allclose(v, model.mean.reshape(-1, 3).numpy(), rtol=0, atol=1e-4)  # mean shape
+        assert len(f) == len(model.triangles)
+        assert json.loads((tmp_path / "out" / f"{stem}.json").read_text())["image"] == r["image"]
+
+
+def test_reconstruct_cli_with_a_checkpoint(model, photos, tmp_path, capsys):
+    folder, points = photos
+    encoder = nets.Encoder(model.layout, arch="compact")
+    unet = nets.UNet.compact()
+    ckpt = {"format": "occrecon-checkpoint-v1", "stage": "em", "iteration": 0, "config": {},
+            "nets": {"model_path": "shared:assets/models/sfm_3448.npz", "encoder_arch": "compact", "unet": "compact",
+                     "image_size": SIZE, "layout": [list(e) for e in model.layout.entries],
+                     "encoder_scales": dict(encoder.scales)},
+            "encoder": encoder.state_dict(), "unet": unet.state_dict(), "optimizers": {}, "schedulers": {},
+            "rng": {}, "metrics": {}}
+    torch.save(ckpt, tmp_path / "em.pt")
+    rc = main(["reconstruct", str(folder), "--checkpoint", str(tmp_path / "em.pt"), "--out", str(tmp_path / "cli"),
+               "--points-dir", str(points)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "2 reconstructed, 2 not" in out and "NOT RECONSTRUCTED" in out and "no face found" in out
+    assert len(list((tmp_path / "cli").glob("*_overlay.png"))) == 2
+
+
+def test_bad_arguments(tmp_path, model):
+    with pytest.raises(FileNotFoundError, match="images"):
+        collect_images([tmp_path / "missing"])
+    (tmp_path / "p.txt").write_text("1 2\n3 4\n")
+    with pytest.raises(ValueError, match="expected 5 finite"):
+        read_five_points(tmp_path / "p.txt")
+    rec = Reconstructor(model, nets.Encoder(model.layout, arch="compact"), None,
+                        FaceRenderer(model, camera=default_camera(SIZE)))
+    with pytest.raises(ValueError, match="batch_size"):
+        reconstruct_photos([], rec, tmp_path, batch_size=0)
