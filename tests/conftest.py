@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 
 def grid_face(n: int = 9):
@@ -37,3 +38,19 @@ def grid():
 def make_grid():
     """The ``grid_face`` function itself, for other sizes."""
     return grid_face
+
+
+class ConstantLogitUNet(torch.nn.Module):
+    """A stand-in segmentation net whose logit is one constant: M = Φ·σ(logit), a closed-form mask."""
+
+    def __init__(self, logit: float):
+        super().__init__()
+        self.logit = torch.nn.Parameter(torch.tensor(float(logit)))
+
+    def forward(self, target, render):
+        return self.logit.expand(target.shape[0], 1, *target.shape[2:])
+
+
+@pytest.fixture
+def constant_logit_unet():
+    return ConstantLogitUNet

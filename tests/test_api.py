@@ -86,13 +86,6 @@ class _ZeroEncoder(torch.nn.Module):
         return image.new_zeros(image.shape[0], self.size)
 
 
-class _ConstantLogit(torch.nn.Module):
-    def __init__(self, logit: float):
-        super().__init__()
-        self.logit = torch.nn.Parameter(torch.tensor(float(logit)))
-
-    def forward(self, target, render):
-        return self.logit.expand(target.shape[0], 1, *target.shape[2:])
 
 
 def _renderer(model):
@@ -142,7 +135,7 @@ def test_occlusion_fraction_closed_form():
     assert math.isnan(float(frac[2]))  # nothing rendered
 
 
-def test_no_unet_mask_is_region_and_is_occluded(model):
+def test_no_unet_mask_is_region_and_is_occluded(model, constant_logit_unet):
     size = model.layout.size
     x = _images(2, 7)
     plain = Reconstructor(model, _ZeroEncoder(size), None, _renderer(model))
@@ -152,7 +145,7 @@ def test_no_unet_mask_is_region_and_is_occluded(model):
     assert not plain.is_occluded(x).any()
     # a UNet with a constant logit c keeps sigmoid(c) of Φ: occlusion fraction 1 - sigmoid(c) = 0.3
     logit = math.log(0.7 / 0.3)
-    rec = Reconstructor(model, _ZeroEncoder(size), _ConstantLogit(logit), _renderer(model))
+    rec = Reconstructor(model, _ZeroEncoder(size), constant_logit_unet(logit), _renderer(model))
     np.testing.assert_allclose(rec(x).occlusion_fraction.numpy(), 0.3, rtol=1e-5)
     assert rec.is_occluded(x, threshold=0.1).tolist() == [True, True]
     assert rec.is_occluded(x, threshold=0.5).tolist() == [False, False]

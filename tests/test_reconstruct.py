@@ -23,13 +23,6 @@ SIZE = 64
 pytestmark = pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
 
 
-class _ConstantLogit(torch.nn.Module):
-    def __init__(self, logit: float):
-        super().__init__()
-        self.logit = torch.nn.Parameter(torch.tensor(float(logit)))
-
-    def forward(self, target, render):
-        return self.logit.expand(target.shape[0], 1, *target.shape[2:])
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +44,11 @@ def photos(tmp_path):
     return folder, points
 
 
-def test_reconstruct_photos_writes_consistent_outputs(model, photos, tmp_path):
+def test_reconstruct_photos_writes_consistent_outputs(model, photos, tmp_path, constant_logit_unet):
     folder, points = photos
     logit = 0.8
     encoder = nets.Encoder(model.layout, arch="compact")  # zero head: θ = 0, the mean face
-    rec = Reconstructor(model, encoder, _ConstantLogit(logit), FaceRenderer(model, camera=default_camera(SIZE)))
+    rec = Reconstructor(model, encoder, constant_logit_unet(logit), FaceRenderer(model, camera=default_camera(SIZE)))
     paths = collect_images([folder])
     assert [p.name for p in paths] == sorted(p.name for p in folder.iterdir())
     report = reconstruct_photos(paths, rec, tmp_path / "out", points_dir=points, batch_size=1)
