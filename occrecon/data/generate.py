@@ -77,6 +77,9 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
     records = []
     bar = tqdm(total=len(tasks), desc="occrecon data synth", unit="sample", disable=not progress)
     if workers == 1:
+        import torch
+
+        threads = torch.get_num_threads()
         _init_worker(str(root), kwargs)
         try:
             for task in tasks:
@@ -84,6 +87,7 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
                 bar.update()
         finally:
             _WORKER.clear()
+            torch.set_num_threads(threads)
     else:
         import multiprocessing as mp
 

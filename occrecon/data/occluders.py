@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,7 @@ from PIL import Image, ImageDraw
 from .. import assets
 from .warp import similarity_matrix, warp_array
 
-__all__ = ["CutoutInfo", "OccluderLayer", "OccluderLibrary", "FaceFrame", "KINDS", "PERMISSIVE_LICENCES",
+__all__ = ["ImageSource", "CutoutInfo", "OccluderLayer", "OccluderLibrary", "FaceFrame", "KINDS", "PERMISSIVE_LICENCES",
            "is_permissive", "composite", "random_occluder", "random_occluders", "place_sprite", "vary_colour",
            "draw_occluder"]
 
@@ -49,6 +50,13 @@ PROCEDURAL_LICENCE = "procedural (occrecon, no third-party content)"
 
 _HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.23, 0.14, 0.08], [0.45, 0.30, 0.16], [0.80, 0.66, 0.42],
                           [0.55, 0.22, 0.10], [0.62, 0.62, 0.60]], np.float32)
+
+
+class ImageSource(NamedTuple):
+    """An image for backgrounds and ``image_cutout`` occluders: ``name``, ``image uint8 (h, w, 3)``, ``licence``."""
+    name: str
+    image: np.ndarray
+    licence: str
 
 
 def is_permissive(licence: str) -> bool:
@@ -433,10 +441,10 @@ def _shape(rng, frame: FaceFrame, size) -> OccluderLayer:
     return _layer(rgb, alpha, "shape", "shape")
 
 
-def _image_cutout(rng, frame: FaceFrame, size, sources: list[tuple[str, np.ndarray]]) -> OccluderLayer | None:
+def _image_cutout(rng, frame: FaceFrame, size, sources: list[ImageSource]) -> OccluderLayer | None:
     if not sources:
         return None
-    name, src = sources[int(rng.integers(len(sources)))]
+    name, src, licence = sources[int(rng.integers(len(sources)))]
     radius = rng.uniform(0.5, 1.4) * frame.scale
     centre = frame.point(frame.nose, rng.uniform(-0.9, 0.9), rng.uniform(-1.2, 0.9))
     sh, sw = src.shape[:2]
@@ -449,7 +457,7 @@ def _image_cutout(rng, frame: FaceFrame, size, sources: list[tuple[str, np.ndarr
     c.polygon(_random_polygon(rng, centre, radius))
     alpha = c.alpha()
     rgb = vary_colour(rgb, alpha, rng, hue=0.05)
-    return _layer(rgb, alpha, f"image_cutout:{name}", "image_cutout", "see source image")
+    return _layer(rgb, alpha, f"image_cutout:{name}", "image_cutout", licence)
 
 
 def place_sprite(sprite: np.ndarray, centre: np.ndarray, width: float, angle: float, size: tuple[int, int],
@@ -513,7 +521,7 @@ def _cutout(rng, frame: FaceFrame, size, library: OccluderLibrary, categories: t
 
 def draw_occluder(kind: str, rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int],
                   library: OccluderLibrary | None = None,
-                  sources: list[tuple[str, np.ndarray]] | None = None) -> OccluderLayer | None:
+                  sources: list[ImageSource] | None = None) -> OccluderLayer | None:
     """One occluder of ``kind`` (a :data:`KINDS` key) for a face with ``landmarks (68, 2)`` on an ``(H, W)``
     canvas. Returns None when the kind needs a resource that is absent (no library / no hand cut-out / no
     source image)."""
@@ -541,7 +549,7 @@ def draw_occluder(kind: str, rng: np.random.Generator, landmarks: np.ndarray, si
 
 
 def random_occluder(rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int],
-                    library: OccluderLibrary | None = None, sources: list[tuple[str, np.ndarray]] | None = None,
+                    library: OccluderLibrary | None = None, sources: list[ImageSource] | None = None,
                     kinds: dict[str, float] | None = None) -> OccluderLayer:
     """One random occluder; kinds drawn with the weights ``kinds`` (default :data:`KINDS`), redrawn while a kind
     cannot be made (missing resource)."""
@@ -562,7 +570,7 @@ def random_occluder(rng: np.random.Generator, landmarks: np.ndarray, size: tuple
 
 
 def random_occluders(rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int], n: int,
-                     library: OccluderLibrary | None = None, sources: list[tuple[str, np.ndarray]] | None = None,
+                     library: OccluderLibrary | None = None, sources: list[ImageSource] | None = None,
                      kinds: dict[str, float] | None = None) -> list[OccluderLayer]:
     """``n`` random occluders (see :func:`random_occluder`)."""
     if n < 0:
