@@ -1,1 +1,4 @@
-"""Data: landmarks and alignment (data-io), occluders, synthetic/real occlusion samples and the dataset format."""
+"""Data: image and landmark I/O, face detection and alignment, occlusion datasets.
+
+Import the submodules directly: ``occrecon.data.io``, ``occrecon.data.landmarks``, ``occrecon.data.align``.
+"""
