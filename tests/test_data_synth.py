@@ -320,7 +320,11 @@ def test_augmentation_keeps_landmarks_on_the_image(gen, flip):
     out, msk, new = augment(img, mask, lms, m, flip)
     ok = np.isfinite(new[:, 0])
     assert ok.sum() == 50
-    for x, y in new[ok]:
+    gap = np.hypot(*(new[:, None] - new[None]).transpose(2, 0, 1))
+    np.fill_diagonal(gap, np.inf)
+    alone = ok & (np.nanmin(np.where(np.isnan(gap), np.inf, gap), 1) > 8)  # dots whose window holds no other dot
+    assert alone.sum() >= 20
+    for x, y in new[alone]:
         i, j = int(y), int(x)
         win = out[i - 3:i + 4, j - 3:j + 4, 0]
         yy, xx = np.mgrid[i - 3:i + 4, j - 3:j + 4]

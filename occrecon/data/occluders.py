@@ -29,7 +29,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from .. import assets
-from .warp import similarity_matrix, warp_array
+from .align import warp_affine
+from .warp import similarity_matrix
 
 __all__ = ["ImageSource", "CutoutInfo", "OccluderLayer", "OccluderLibrary", "FaceFrame", "KINDS", "PERMISSIVE_LICENCES",
            "is_permissive", "composite", "random_occluder", "random_occluders", "place_sprite", "vary_colour",
@@ -452,7 +453,7 @@ def _image_cutout(rng, frame: FaceFrame, size, sources: list[ImageSource]) -> Oc
     sx, sy = rng.uniform(crop, sw - crop), rng.uniform(crop, sh - crop)
     m = similarity_matrix(radius / crop, rng.uniform(-math.pi, math.pi), (sx, sy),
                           (centre[0] - sx, centre[1] - sy))
-    rgb = np.clip(warp_array(src.astype(np.float32) / 255.0, m, size), 0, 1)
+    rgb = np.clip(warp_affine(src.astype(np.float32) / 255.0, m, size), 0, 1)
     c = _Canvas(size)
     c.polygon(_random_polygon(rng, centre, radius))
     alpha = c.alpha()
@@ -465,21 +466,14 @@ def place_sprite(sprite: np.ndarray, centre: np.ndarray, width: float, angle: fl
     """Warp a straight-alpha RGBA sprite ``(h, w, 4)`` onto an ``(H, W, 4)`` canvas: the sprite point at
     fractional ``anchor`` (x, y of its width/height) lands on ``centre`` (pixels), the sprite is ``width`` pixels
     wide, rotated by ``angle`` (radians, counter-clockwise on screen) and optionally mirrored. Resampling is done
-    on premultiplied colour (no dark fringes); large reductions are area-averaged first (no aliasing)."""
+    on premultiplied colour (no dark fringes) with ``align.warp_affine`` (antialiased when shrinking)."""
     if sprite.ndim != 3 or sprite.shape[2] != 4:
         raise ValueError(f"sprite must be (h, w, 4) RGBA, got {sprite.shape}")
     pre = np.concatenate([sprite[..., :3] * sprite[..., 3:], sprite[..., 3:]], -1)
     h, w = pre.shape[:2]
-    scale = width / w
-    if scale < 0.5:  # area-average down to about twice the target size first
-        nh, nw = max(2, int(round(h * scale * 2))), max(2, int(round(w * scale * 2)))
-        t = torch.from_numpy(np.ascontiguousarray(pre)).permute(2, 0, 1)[None]
-        pre = torch.nn.functional.interpolate(t, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
-        h, w = nh, nw
-        scale = width / w
     ax, ay = anchor[0] * w, anchor[1] * h
-    m = similarity_matrix(scale, angle, (ax, ay), (centre[0] - ax, centre[1] - ay), flip=flip, width=w)
-    out = warp_array(pre, m, size)
+    m = similarity_matrix(width / w, angle, (ax, ay), (centre[0] - ax, centre[1] - ay), flip=flip, width=w)
+    out = warp_affine(pre, m, size)  # antialiased when shrinking
     a = np.clip(out[..., 3:], 0, 1)
     rgb = np.where(a > 1e-6, out[..., :3] / np.maximum(a, 1e-6), 0.0)
     return np.concatenate([np.clip(rgb, 0, 1), a], -1).astype(np.float32)

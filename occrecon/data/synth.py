@@ -32,7 +32,8 @@ import torch
 from .. import assets
 from .ibug import IBUG_FLIP
 from .occluders import KINDS, ImageSource, OccluderLayer, OccluderLibrary, composite, random_occluders
-from .warp import apply_points, similarity_matrix, warp_array
+from .align import transform_points, warp_affine
+from .warp import similarity_matrix
 
 __all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "random_background",
            "real_face_region", "load_real_faces", "image_sources", "occlude", "apply_occluders", "BROW_RAISE",
@@ -175,7 +176,7 @@ def random_background(rng: np.random.Generator, size: tuple[int, int],
         crop = rng.uniform(0.3, 1.0) * min(sh, sw)
         cx, cy = rng.uniform(crop / 2, sw - crop / 2), rng.uniform(crop / 2, sh - crop / 2)
         m = similarity_matrix(max(h, w) / crop, rng.uniform(-0.3, 0.3), (cx, cy), (w / 2 - cx, h / 2 - cy))
-        bg = warp_array(src.astype(np.float32) / 255.0, m, size, border=True)
+        bg = warp_affine(src.astype(np.float32) / 255.0, m, size, padding="edge")
     return np.clip(bg, 0, 1).astype(np.float32)
 
 
@@ -371,8 +372,8 @@ class SampleGenerator:
         flip = bool(rng.random() < 0.5)
         m = similarity_matrix(rng.uniform(0.95, 1.05), math.radians(rng.uniform(-5, 5)), (s / 2, s / 2),
                               tuple(rng.uniform(-8, 8, 2)), flip=flip, width=s)
-        image = warp_array(face.image.astype(np.float32) / 255.0, m, (s, s), border=True)
-        lms = apply_points(face.landmarks, m)
+        image = warp_affine(face.image.astype(np.float32) / 255.0, m, (s, s), padding="edge")
+        lms = transform_points(face.landmarks, m).astype(np.float32)
         if flip:  # x was mirrored by m: re-index so that point i keeps its iBUG meaning
             lms = lms[IBUG_FLIP]
         grey = image.mean(-1, keepdims=True)
