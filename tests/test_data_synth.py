@@ -371,6 +371,18 @@ def test_dataset_bad_inputs(dataset_dir, tmp_path):
     (bad / "landmarks.csv").write_text("\n".join(line for line in csv if "syn_000002" not in line) + "\n")
     with pytest.raises(DatasetError, match="syn_000002"):
         FaceDataset(bad)
+    (bad / "landmarks.csv").write_text("\n".join(csv[:4] + [csv[4].rsplit(",", 3)[0]] + csv[5:]) + "\n")
+    with pytest.raises(DatasetError, match=r"landmarks.csv:5: expected a path and 136 values, got 133"):
+        FaceDataset(bad)
+    (bad / "landmarks.csv").write_text("\n".join(csv) + "\n")
+    (bad / "images").mkdir()
+    (bad / "masks").mkdir()
+    (bad / "images" / "real_000000.png").write_bytes(b"not a png")
+    (bad / mask_relpath("real_000000")).write_bytes((dataset_dir / mask_relpath("real_000000")).read_bytes())
+    with pytest.raises(DatasetError, match="real_000000.png"):
+        FaceDataset(bad)[0]
+    with pytest.raises(FileNotFoundError, match="real_000001"):
+        FaceDataset(bad)[1]
     with pytest.raises(DatasetError, match="ids"):
         FaceDataset(dataset_dir, ids=["nope"])
     with pytest.raises(ValueError, match="occluded_fraction"):

@@ -32,7 +32,8 @@ from .warp import similarity_matrix
 
 __all__ = ["DATASET_FORMAT", "AUGMENT_SHIFT", "AUGMENT_SCALE", "AUGMENT_ROTATION", "AUGMENT_FLIP_P",
            "image_relpath", "mask_relpath", "write_sample_files", "finish_dataset", "read_meta", "FaceDataset",
-           "random_augmentation", "augment", "split_ids", "DatasetError"]
+           "random_augmentation", "augment", "split_ids", "DatasetError", "write_landmark_table",
+           "read_landmark_table"]
 
 DATASET_FORMAT = "occrecon-occlusion-dataset-v1"
 #: Augmentation ranges (the paper's): shift in pixels, relative scale, rotation in degrees, flip probability.
@@ -56,27 +57,24 @@ def write_sample_files(root: str | Path, sample) -> dict:
     ``{"meta", "landmarks" (68, 2), "theta" (P,) | None}`` for :func:`finish_dataset`."""
     from PIL import Image
 
-    from .io import write_mask
-
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(sample.image).save(root / image_relpath(sample.id), compress_level=1)
-    write_mask(root / mask_relpath(sample.id), sample.mask)
+    mask8 = (np.asarray(sample.mask) >= 0.5).astype(np.uint8) * 255
+    Image.fromarray(mask8, mode="L").save(root / mask_relpath(sample.id))
     return {"meta": sample.meta(), "landmarks": np.asarray(sample.landmarks, np.float32), "theta": sample.theta}
 
 
 def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Path:
     """Write ``landmarks.csv``, ``meta.jsonl``, ``theta.npy`` / ``theta_ids.json`` and ``README.txt`` for the
     ``records`` of :func:`write_sample_files` (sorted by id, so the files do not depend on generation order)."""
-    from .io import write_landmarks_csv
-
     root = Path(root)
     recs = sorted(records, key=lambda r: r["meta"]["id"])
     ids = [r["meta"]["id"] for r in recs]
     if len(set(ids)) != len(ids):
         raise ValueError("records: duplicate sample ids")
-    write_landmarks_csv(root / "landmarks.csv", {image_relpath(i): r["landmarks"] for i, r in zip(ids, recs)})
+    write_landmark_table(root / "landmarks.csv", {image_relpath(i): r["landmarks"] for i, r in zip(ids, recs)})
     with open(root / "meta.jsonl", "w", encoding="utf-8") as f:
         for r in recs:
             f.write(json.dumps(r["meta"], sort_keys=True) + "\n")
@@ -102,6 +100,46 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
     lines += [f"  {name[len('cutout:'):]}: {lic}" for name, lic in licences] or ["  none"]
     (root / "README.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+def write_landmark_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
+    """Write ``{relative_path: (68, 2) float32}`` as ``relative_path,x1,y1,...,x68,y68`` rows. Values are written
+    as the shortest decimal of their float32 value (exact round trip), NaN as ``nan``."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for rel, pts in table.items():
+            p = np.asarray(pts, np.float32)
+            if p.shape != (68, 2):
+                raise ValueError(f"table: landmarks of {rel!r} must be (68, 2), got {p.shape}")
+            f.write(",".join([rel] + [repr(float(v)) for v in p.reshape(-1)]) + "\n")
+
+
+def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Read :func:`write_landmark_table`'s rows into ``{relative_path: (68, 2) float32}`` (NaN kept: the dataset
+    stores NaN where a face model has no landmark). A row with a wrong value count or a non-number raises
+    :class:`DatasetError` naming the file and line."""
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != 1 + 136:
+            raise DatasetError(f"{path}:{n}: expected a path and 136 values, got {len(cells) - 1} values")
+        try:
+            out[cells[0]] = np.array([float(c) for c in cells[1:]], np.float32).reshape(68, 2)
+        except ValueError:
+            raise DatasetError(f"{path}:{n}: non-numeric landmark value") from None
+    return out
+
+
+def _read_png(path: Path, mode: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert(mode))
+    except (OSError, UnidentifiedImageError) as e:
+        raise DatasetError(f"{path}: cannot read image ({e})") from None
 
 
 def read_meta(root: str | Path) -> list[dict]:
@@ -168,8 +206,6 @@ class FaceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, augment: bool = False, ids: Sequence[str] | None = None):
-        from .io import read_landmarks_csv
-
         self.root = Path(root)
         meta = read_meta(self.root)
         by_id = {r["id"]: r for r in meta}
@@ -181,10 +217,7 @@ class FaceDataset(torch.utils.data.Dataset):
         lm_path = self.root / "landmarks.csv"
         if not lm_path.is_file():
             raise FileNotFoundError(f"root: {self.root} has no landmarks.csv")
-        try:
-            table = read_landmarks_csv(lm_path)
-        except ValueError as e:
-            raise DatasetError(f"{lm_path}: {e}") from e
+        table = read_landmark_table(lm_path)
         self.records = meta
         self.landmarks = []
         for r in meta:
@@ -198,8 +231,6 @@ class FaceDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
-        from .io import read_image, read_mask
-
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} samples")
         rec = self.records[index]
@@ -207,8 +238,8 @@ class FaceDataset(torch.utils.data.Dataset):
         for p in (img_path, mask_path):
             if not p.is_file():
                 raise FileNotFoundError(f"sample {rec['id']!r}: missing {p}")
-        image = read_image(img_path).astype(np.float32) / 255.0
-        mask = read_mask(mask_path).astype(np.float32)
+        image = _read_png(img_path, "RGB").astype(np.float32) / 255.0
+        mask = (_read_png(mask_path, "L") >= 128).astype(np.float32)
         if mask.shape != image.shape[:2]:
             raise DatasetError(f"sample {rec['id']!r}: mask {mask.shape} and image {image.shape[:2]} differ")
         lms = self.landmarks[index]
