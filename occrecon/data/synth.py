@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,6 +115,16 @@ class RealFace:
     landmarks: np.ndarray
 
 
+_TONE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _tone_basis(model) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, 3)`` mean colour shift per albedo coefficient and the ``(3,)`` mean albedo colour (cached per model)."""
+    if model not in _TONE_CACHE:
+        _TONE_CACHE[model] = (model.albedo_basis.double().mean(1).numpy(), model.albedo_mean.double().mean(0).numpy())
+    return _TONE_CACHE[model]
+
+
 def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = None,
                  distance: float = 1000.0) -> np.ndarray:
     """θ ``(model.layout.size,) float32``: identity ~ N(0, id_std²); expression: each coefficient active with
@@ -130,8 +141,7 @@ def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = N
     theta[lay.slice("exp")] = (rng.random(n_exp) < cfg.expression_prob) * rng.uniform(0, 0.8, n_exp)
     tex = rng.normal(0, cfg.tex_std, n_tex)
     if n_tex:
-        basis = model.albedo_basis.double().mean(1).numpy()  # (K, 3): mean colour shift per coefficient
-        mean = model.albedo_mean.double().mean(0).numpy()
+        basis, mean = _tone_basis(model)
         tone = rng.uniform(0.5, 1.15)
         target = mean * (tone * (1 + rng.uniform(-0.06, 0.06, 3)) - 1)
         tex += np.linalg.pinv(basis.T) @ (target - basis.T @ tex)
