@@ -120,7 +120,7 @@ def _synth_command(args: argparse.Namespace) -> int:
 def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
     """Register ``synth`` under the ``occrecon data`` sub-command group."""
     p = data_subparsers.add_parser("synth", help="write an occlusion dataset (synthetic renders + real faces)",
-                                   description=__doc__.splitlines()[0])
+                                   description="write an occlusion dataset folder (synthetic renders + real faces) from a seed")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic samples (default 0)")
     p.add_argument("--real", type=int, default=0, metavar="N", help="real-face samples (default 0)")
