@@ -1,10 +1,13 @@
-"""Command line: ``occrecon demo``, ``occrecon info`` and ``occrecon model convert``."""
+"""Command line: ``occrecon demo``, ``occrecon info``, ``occrecon model convert`` and ``occrecon data ...``."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 from pathlib import Path
+
+from .data.generate import add_synth_parser
+from .data.landmarks_cmd import add_landmarks_parser
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -60,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
-    p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
+    p = sub.add_parser("data", help="data: landmarks and alignment, occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
-    from .data.generate import add_synth_parser
+    add_landmarks_parser(data_sub)
     add_synth_parser(data_sub)
     args = parser.parse_args(argv)
     return args.func(args)

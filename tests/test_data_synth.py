@@ -280,6 +280,13 @@ def test_dataset_roundtrip_matches_the_generator(dataset_dir):
         np.testing.assert_array_equal(item["mask"][0].numpy(), s.mask)
         np.testing.assert_allclose(item["landmarks"].numpy(), s.landmarks, atol=1e-3)  # NaN where NaN
         assert bool(item["occluded"]) == s.occluded == meta[item["id"]]["occluded"]
+    from occrecon.data.io import read_landmarks_csv  # data-io's reader of the authors' format: NaN rows = missing
+
+    missing: list[str] = []
+    table = read_landmarks_csv(dataset_dir / "landmarks.csv", missing=missing)
+    assert sorted(missing) == [image_relpath(f"syn_{i:06d}") for i in range(4)]  # SFM: NaN jaw points
+    for i in range(3):
+        np.testing.assert_array_equal(table[image_relpath(f"real_{i:06d}")], ds[i]["landmarks"].numpy())
     theta = np.load(dataset_dir / "theta.npy")
     tids = json.loads((dataset_dir / "theta_ids.json").read_text())
     assert tids == [f"syn_{i:06d}" for i in range(4)] and theta.shape == (4, gen.renderer.layout.size)

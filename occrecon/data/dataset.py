@@ -57,12 +57,13 @@ def write_sample_files(root: str | Path, sample) -> dict:
     ``{"meta", "landmarks" (68, 2), "theta" (P,) | None}`` for :func:`finish_dataset`."""
     from PIL import Image
 
+    from .io import write_mask
+
     root = Path(root)
     (root / "images").mkdir(parents=True, exist_ok=True)
     (root / "masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(sample.image).save(root / image_relpath(sample.id), compress_level=1)
-    mask8 = (np.asarray(sample.mask) >= 0.5).astype(np.uint8) * 255
-    Image.fromarray(mask8, mode="L").save(root / mask_relpath(sample.id))
+    write_mask(root / mask_relpath(sample.id), sample.mask)
     return {"meta": sample.meta(), "landmarks": np.asarray(sample.landmarks, np.float32), "theta": sample.theta}
 
 
@@ -104,7 +105,9 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
 
 def write_landmark_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
     """Write ``{relative_path: (68, 2) float32}`` as ``relative_path,x1,y1,...,x68,y68`` rows. Values are written
-    as the shortest decimal of their float32 value (exact round trip), NaN as ``nan``."""
+    as the shortest decimal of their float32 value (exact round trip), NaN as ``nan``. Rows without NaN are the
+    authors' format as ``io.write_landmarks_csv`` writes it; ``io`` refuses NaN, which here means "no landmark
+    vertex" (SFM's jaw), not a failed detection."""
     with open(path, "w", encoding="utf-8", newline="\n") as f:
         for rel, pts in table.items():
             p = np.asarray(pts, np.float32)
@@ -130,16 +133,6 @@ def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
         except ValueError:
             raise DatasetError(f"{path}:{n}: non-numeric landmark value") from None
     return out
-
-
-def _read_png(path: Path, mode: str) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert(mode))
-    except (OSError, UnidentifiedImageError) as e:
-        raise DatasetError(f"{path}: cannot read image ({e})") from None
 
 
 def read_meta(root: str | Path) -> list[dict]:
@@ -231,6 +224,8 @@ class FaceDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
+        from .io import ImageReadError, read_image, read_mask
+
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} samples")
         rec = self.records[index]
@@ -238,8 +233,11 @@ class FaceDataset(torch.utils.data.Dataset):
         for p in (img_path, mask_path):
             if not p.is_file():
                 raise FileNotFoundError(f"sample {rec['id']!r}: missing {p}")
-        image = _read_png(img_path, "RGB").astype(np.float32) / 255.0
-        mask = (_read_png(mask_path, "L") >= 128).astype(np.float32)
+        try:
+            image = read_image(img_path).astype(np.float32) / 255.0
+            mask = read_mask(mask_path)
+        except ImageReadError as e:
+            raise DatasetError(f"sample {rec['id']!r}: {e}") from None
         if mask.shape != image.shape[:2]:
             raise DatasetError(f"sample {rec['id']!r}: mask {mask.shape} and image {image.shape[:2]} differ")
         lms = self.landmarks[index]
