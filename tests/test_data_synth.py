@@ -14,7 +14,8 @@ from occrecon.data.dataset import (DatasetError, FaceDataset, augment, image_rel
                                    split_ids)
 from occrecon.data.generate import generate_dataset
 from occrecon.data.ibug import IBUG_FLIP, flip_landmarks
-from occrecon.data.occluders import (KINDS, PROCEDURAL_LICENCE, FaceFrame, OccluderLayer, OccluderLibrary, composite, draw_occluder,
+from occrecon.data.occluders import (KINDS, PROCEDURAL_LICENCE, FaceFrame, OccluderLayer, OccluderLibrary, composite,
+                                     draw_occluder,
                                      is_permissive, place_sprite)
 from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region)
 from occrecon.data.warp import similarity_matrix

@@ -95,7 +95,8 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
               "the jaw contour and the raised eyebrows (occrecon.data.synth.real_face_region).",
               "landmarks.csv: images/<id>.png,x1,y1,...,x68,y68 in crop pixels (pixel centre at +0.5); NaN where the",
               "face model has no landmark vertex (SFM: jaw contour except the chin, inner mouth corners).",
-              "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed, index.",
+              "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed,",
+              "index.",
               "theta.npy (+ theta_ids.json): ground-truth parameters of the synthetic samples in the model's layout.",
               "", "library cut-outs used (file: licence):"]
     lines += [f"  {name[len('cutout:'):]}: {lic}" for name, lic in licences] or ["  none"]

@@ -351,7 +351,8 @@ def _mask(rng, frame: FaceFrame, size) -> OccluderLayer:
     c.polygon(poly)
     straps = _Canvas(size)
     for s in (-1, 1):
-        straps.line([frame.point(o, s * half, top + 0.3), frame.point(o, s * (half + 0.6), top - 0.1)], 0.04 * frame.scale)
+        straps.line([frame.point(o, s * half, top + 0.3), frame.point(o, s * (half + 0.6), top - 0.1)],
+                    0.04 * frame.scale)
         straps.line([frame.point(o, s * half, bottom - 0.35), frame.point(o, s * (half + 0.6), bottom - 0.2)],
                     0.04 * frame.scale)
     palette = np.array([[0.55, 0.75, 0.9], [0.95, 0.95, 0.95], [0.1, 0.1, 0.12], [0.3, 0.45, 0.8]], np.float32)

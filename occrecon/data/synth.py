@@ -15,9 +15,9 @@ learned: the convex hull of the jaw contour (0–16) and of the eyebrow points (
 landmark re-indexing, small shift/rotation/scale, colour) multiply the 18 faces.
 
 Each sample is composited with 0..``max_occluders`` random occluders (``occrecon.data.occluders``); a fraction
-``1 − occluded_fraction`` gets none. GT visible-face mask = region × (occluder alpha < 0.5), i.e. region × (1 − A >
-0.5). Everything is a function of ``(seed, stream, index)`` (a numpy Generator per sample), so samples do not depend
-on generation order or the number of processes.
+``1 − occluded_fraction`` gets none. GT visible-face mask = region × (occluder alpha < 0.5), i.e.
+region × (1 − A > 0.5). Everything is a function of ``(seed, stream, index)`` (a numpy Generator per sample),
+so samples do not depend on generation order or the number of processes.
 """
 from __future__ import annotations
 
