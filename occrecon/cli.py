@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from .data.generate import add_synth_parser
 from .data.landmarks_cmd import add_landmarks_parser
 
 
@@ -65,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_landmarks_parser(data_sub)
-    from .data.generate import add_synth_parser
     add_synth_parser(data_sub)
     from .train.cli import add_parser as add_train_parser
     add_train_parser(sub)

@@ -14,7 +14,8 @@ from occrecon.data.dataset import (DatasetError, FaceDataset, augment, image_rel
                                    split_ids)
 from occrecon.data.generate import generate_dataset
 from occrecon.data.ibug import IBUG_FLIP, flip_landmarks
-from occrecon.data.occluders import (KINDS, FaceFrame, OccluderLayer, OccluderLibrary, composite, draw_occluder,
+from occrecon.data.occluders import (KINDS, PROCEDURAL_LICENCE, FaceFrame, OccluderLayer, OccluderLibrary, composite,
+                                     draw_occluder,
                                      is_permissive, place_sprite)
 from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region)
 from occrecon.data.warp import similarity_matrix
@@ -280,6 +281,13 @@ def test_dataset_roundtrip_matches_the_generator(dataset_dir):
         np.testing.assert_array_equal(item["mask"][0].numpy(), s.mask)
         np.testing.assert_allclose(item["landmarks"].numpy(), s.landmarks, atol=1e-3)  # NaN where NaN
         assert bool(item["occluded"]) == s.occluded == meta[item["id"]]["occluded"]
+    from occrecon.data.io import read_landmarks_csv  # data-io's reader of the authors' format: NaN rows = missing
+
+    missing: list[str] = []
+    table = read_landmarks_csv(dataset_dir / "landmarks.csv", missing=missing)
+    assert sorted(missing) == [image_relpath(f"syn_{i:06d}") for i in range(4)]  # SFM: NaN jaw points
+    for i in range(3):
+        np.testing.assert_array_equal(table[image_relpath(f"real_{i:06d}")], ds[i]["landmarks"].numpy())
     theta = np.load(dataset_dir / "theta.npy")
     tids = json.loads((dataset_dir / "theta_ids.json").read_text())
     assert tids == [f"syn_{i:06d}" for i in range(4)] and theta.shape == (4, gen.renderer.layout.size)
@@ -320,7 +328,11 @@ def test_augmentation_keeps_landmarks_on_the_image(gen, flip):
     out, msk, new = augment(img, mask, lms, m, flip)
     ok = np.isfinite(new[:, 0])
     assert ok.sum() == 50
-    for x, y in new[ok]:
+    gap = np.hypot(*(new[:, None] - new[None]).transpose(2, 0, 1))
+    np.fill_diagonal(gap, np.inf)
+    alone = ok & (np.nanmin(np.where(np.isnan(gap), np.inf, gap), 1) > 8)  # dots whose window holds no other dot
+    assert alone.sum() >= 20
+    for x, y in new[alone]:
         i, j = int(y), int(x)
         win = out[i - 3:i + 4, j - 3:j + 4, 0]
         yy, xx = np.mgrid[i - 3:i + 4, j - 3:j + 4]
@@ -367,6 +379,18 @@ def test_dataset_bad_inputs(dataset_dir, tmp_path):
     (bad / "landmarks.csv").write_text("\n".join(line for line in csv if "syn_000002" not in line) + "\n")
     with pytest.raises(DatasetError, match="syn_000002"):
         FaceDataset(bad)
+    (bad / "landmarks.csv").write_text("\n".join(csv[:4] + [csv[4].rsplit(",", 3)[0]] + csv[5:]) + "\n")
+    with pytest.raises(DatasetError, match=r"landmarks.csv:5: expected a path and 136 values, got 133"):
+        FaceDataset(bad)
+    (bad / "landmarks.csv").write_text("\n".join(csv) + "\n")
+    (bad / "images").mkdir()
+    (bad / "masks").mkdir()
+    (bad / "images" / "real_000000.png").write_bytes(b"not a png")
+    (bad / mask_relpath("real_000000")).write_bytes((dataset_dir / mask_relpath("real_000000")).read_bytes())
+    with pytest.raises(DatasetError, match="real_000000.png"):
+        FaceDataset(bad)[0]
+    with pytest.raises(FileNotFoundError, match="real_000001"):
+        FaceDataset(bad)[1]
     with pytest.raises(DatasetError, match="ids"):
         FaceDataset(dataset_dir, ids=["nope"])
     with pytest.raises(ValueError, match="occluded_fraction"):
@@ -386,7 +410,7 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
                  "--occluded-fraction", "1", "--workers", "1"]) == 0
     assert "wrote 2 samples" in capsys.readouterr().out
     meta = read_meta(out)
-    lic = {o["licence"] for r in meta for o in r["occluders"] if o["name"].startswith("cutout:")}
-    assert lic <= {"MIT", "Apache-2.0"}
+    lic = {o["licence"] for r in meta for o in r["occluders"]}
+    assert all(is_permissive(x) or x == PROCEDURAL_LICENCE for x in lic), lic
     assert main(["data", "synth", "--out", str(out), "--synthetic", "1"]) == 2  # exists: refused
     assert "already holds a dataset" in capsys.readouterr().err

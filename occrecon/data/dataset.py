@@ -32,7 +32,8 @@ from .warp import similarity_matrix
 
 __all__ = ["DATASET_FORMAT", "AUGMENT_SHIFT", "AUGMENT_SCALE", "AUGMENT_ROTATION", "AUGMENT_FLIP_P",
            "image_relpath", "mask_relpath", "write_sample_files", "finish_dataset", "read_meta", "FaceDataset",
-           "random_augmentation", "augment", "split_ids", "DatasetError"]
+           "random_augmentation", "augment", "split_ids", "DatasetError", "write_landmark_table",
+           "read_landmark_table"]
 
 DATASET_FORMAT = "occrecon-occlusion-dataset-v1"
 #: Augmentation ranges (the paper's): shift in pixels, relative scale, rotation in degrees, flip probability.
@@ -69,14 +70,12 @@ def write_sample_files(root: str | Path, sample) -> dict:
 def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Path:
     """Write ``landmarks.csv``, ``meta.jsonl``, ``theta.npy`` / ``theta_ids.json`` and ``README.txt`` for the
     ``records`` of :func:`write_sample_files` (sorted by id, so the files do not depend on generation order)."""
-    from .io import write_landmarks_csv
-
     root = Path(root)
     recs = sorted(records, key=lambda r: r["meta"]["id"])
     ids = [r["meta"]["id"] for r in recs]
     if len(set(ids)) != len(ids):
         raise ValueError("records: duplicate sample ids")
-    write_landmarks_csv(root / "landmarks.csv", {image_relpath(i): r["landmarks"] for i, r in zip(ids, recs)})
+    write_landmark_table(root / "landmarks.csv", {image_relpath(i): r["landmarks"] for i, r in zip(ids, recs)})
     with open(root / "meta.jsonl", "w", encoding="utf-8") as f:
         for r in recs:
             f.write(json.dumps(r["meta"], sort_keys=True) + "\n")
@@ -96,12 +95,45 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
               "the jaw contour and the raised eyebrows (occrecon.data.synth.real_face_region).",
               "landmarks.csv: images/<id>.png,x1,y1,...,x68,y68 in crop pixels (pixel centre at +0.5); NaN where the",
               "face model has no landmark vertex (SFM: jaw contour except the chin, inner mouth corners).",
-              "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed, index.",
+              "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed,",
+              "index.",
               "theta.npy (+ theta_ids.json): ground-truth parameters of the synthetic samples in the model's layout.",
               "", "library cut-outs used (file: licence):"]
     lines += [f"  {name[len('cutout:'):]}: {lic}" for name, lic in licences] or ["  none"]
     (root / "README.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return root
+
+
+def write_landmark_table(path: str | Path, table: dict[str, np.ndarray]) -> None:
+    """Write ``{relative_path: (68, 2) float32}`` as ``relative_path,x1,y1,...,x68,y68`` rows. Values are written
+    as the shortest decimal of their float32 value (exact round trip), NaN as ``nan``. Rows without NaN are the
+    authors' format as ``io.write_landmarks_csv`` writes it; ``io`` refuses NaN, which here means "no landmark
+    vertex" (SFM's jaw), not a failed detection."""
+    with open(path, "w", encoding="utf-8", newline="\n") as f:
+        for rel, pts in table.items():
+            p = np.asarray(pts, np.float32)
+            if p.shape != (68, 2):
+                raise ValueError(f"table: landmarks of {rel!r} must be (68, 2), got {p.shape}")
+            f.write(",".join([rel] + [repr(float(v)) for v in p.reshape(-1)]) + "\n")
+
+
+def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Read :func:`write_landmark_table`'s rows into ``{relative_path: (68, 2) float32}`` (NaN kept: the dataset
+    stores NaN where a face model has no landmark). A row with a wrong value count or a non-number raises
+    :class:`DatasetError` naming the file and line."""
+    path = Path(path)
+    out: dict[str, np.ndarray] = {}
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        cells = line.split(",")
+        if len(cells) != 1 + 136:
+            raise DatasetError(f"{path}:{n}: expected a path and 136 values, got {len(cells) - 1} values")
+        try:
+            out[cells[0]] = np.array([float(c) for c in cells[1:]], np.float32).reshape(68, 2)
+        except ValueError:
+            raise DatasetError(f"{path}:{n}: non-numeric landmark value") from None
+    return out
 
 
 def read_meta(root: str | Path) -> list[dict]:
@@ -168,8 +200,6 @@ class FaceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, augment: bool = False, ids: Sequence[str] | None = None):
-        from .io import read_landmarks_csv
-
         self.root = Path(root)
         meta = read_meta(self.root)
         by_id = {r["id"]: r for r in meta}
@@ -181,10 +211,7 @@ class FaceDataset(torch.utils.data.Dataset):
         lm_path = self.root / "landmarks.csv"
         if not lm_path.is_file():
             raise FileNotFoundError(f"root: {self.root} has no landmarks.csv")
-        try:
-            table = read_landmarks_csv(lm_path)
-        except ValueError as e:
-            raise DatasetError(f"{lm_path}: {e}") from e
+        table = read_landmark_table(lm_path)
         self.records = meta
         self.landmarks = []
         for r in meta:
@@ -198,7 +225,7 @@ class FaceDataset(torch.utils.data.Dataset):
         return len(self.records)
 
     def __getitem__(self, index: int) -> dict:
-        from .io import read_image, read_mask
+        from .io import ImageReadError, read_image, read_mask
 
         if not 0 <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} samples")
@@ -207,8 +234,11 @@ class FaceDataset(torch.utils.data.Dataset):
         for p in (img_path, mask_path):
             if not p.is_file():
                 raise FileNotFoundError(f"sample {rec['id']!r}: missing {p}")
-        image = read_image(img_path).astype(np.float32) / 255.0
-        mask = read_mask(mask_path).astype(np.float32)
+        try:
+            image = read_image(img_path).astype(np.float32) / 255.0
+            mask = read_mask(mask_path)
+        except ImageReadError as e:
+            raise DatasetError(f"sample {rec['id']!r}: {e}") from None
         if mask.shape != image.shape[:2]:
             raise DatasetError(f"sample {rec['id']!r}: mask {mask.shape} and image {image.shape[:2]} differ")
         lms = self.landmarks[index]

@@ -41,9 +41,10 @@ def _make(task: tuple[str, int]) -> dict:
     return write_sample_files(_WORKER["root"], sample)
 
 
-def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int = 0, model_path: str | Path | None = None,
-                     permissive_only: bool = False, occluded_fraction: float = 0.75, max_occluders: int = 3,
-                     workers: int = 1, overwrite: bool = False, progress: bool = True) -> dict:
+def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int = 0,
+                     model_path: str | Path | None = None, permissive_only: bool = False,
+                     occluded_fraction: float = 0.75, max_occluders: int = 3, workers: int = 1,
+                     overwrite: bool = False, progress: bool = True) -> dict:
     """Write ``n_synthetic`` synthetic and ``n_real`` real occlusion samples into the folder ``out``.
 
     Returns ``{"root": Path, "samples": int, "seconds": float, "samples_per_s": float}``. Raises ValueError on
@@ -77,6 +78,9 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
     records = []
     bar = tqdm(total=len(tasks), desc="occrecon data synth", unit="sample", disable=not progress)
     if workers == 1:
+        import torch
+
+        threads = torch.get_num_threads()
         _init_worker(str(root), kwargs)
         try:
             for task in tasks:
@@ -84,6 +88,7 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
                 bar.update()
         finally:
             _WORKER.clear()
+            torch.set_num_threads(threads)
     else:
         import multiprocessing as mp
 
@@ -116,7 +121,8 @@ def _synth_command(args: argparse.Namespace) -> int:
 def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
     """Register ``synth`` under the ``occrecon data`` sub-command group."""
     p = data_subparsers.add_parser("synth", help="write an occlusion dataset (synthetic renders + real faces)",
-                                   description=__doc__.splitlines()[0])
+                                   description="write an occlusion dataset folder (synthetic renders + real "
+                                               "faces) from a seed")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic samples (default 0)")
     p.add_argument("--real", type=int, default=0, metavar="N", help="real-face samples (default 0)")

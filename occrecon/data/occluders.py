@@ -22,15 +22,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from .. import assets
-from .warp import similarity_matrix, warp_array
+from .align import warp_affine
+from .warp import similarity_matrix
 
-__all__ = ["CutoutInfo", "OccluderLayer", "OccluderLibrary", "FaceFrame", "KINDS", "PERMISSIVE_LICENCES",
+__all__ = ["ImageSource", "CutoutInfo", "OccluderLayer", "OccluderLibrary", "FaceFrame", "KINDS", "PERMISSIVE_LICENCES",
            "is_permissive", "composite", "random_occluder", "random_occluders", "place_sprite", "vary_colour",
            "draw_occluder"]
 
@@ -49,6 +51,13 @@ PROCEDURAL_LICENCE = "procedural (occrecon, no third-party content)"
 
 _HAIR_COLOURS = np.array([[0.05, 0.04, 0.03], [0.23, 0.14, 0.08], [0.45, 0.30, 0.16], [0.80, 0.66, 0.42],
                           [0.55, 0.22, 0.10], [0.62, 0.62, 0.60]], np.float32)
+
+
+class ImageSource(NamedTuple):
+    """An image for backgrounds and ``image_cutout`` occluders: ``name``, ``image uint8 (h, w, 3)``, ``licence``."""
+    name: str
+    image: np.ndarray
+    licence: str
 
 
 def is_permissive(licence: str) -> bool:
@@ -121,6 +130,14 @@ class OccluderLibrary:
 
     def by_category(self, *categories: str) -> list[CutoutInfo]:
         return [e for e in self.entries if e.category in categories]
+
+    def premultiplied(self, info: CutoutInfo) -> np.ndarray:
+        """``(h, w, 4) float32`` RGBA with colour multiplied by alpha (cached), for :func:`place_sprite`."""
+        key = "premultiplied:" + info.file
+        if key not in self._cache:
+            rgba = self.image(info)
+            self._cache[key] = np.concatenate([rgba[..., :3] * rgba[..., 3:], rgba[..., 3:]], -1)
+        return self._cache[key]
 
     def image(self, info: CutoutInfo) -> np.ndarray:
         """``(h, w, 4) float32`` straight RGBA in [0, 1] of one entry."""
@@ -221,25 +238,28 @@ def vary_colour(rgb: np.ndarray, alpha: np.ndarray, rng: np.random.Generator, hu
     """Colour and illumination variation of an occluder ``rgb (H, W, 3)`` with ``alpha (H, W)``: brightness ×
     U(0.7, 1.3), contrast U(0.75, 1.25) about the alpha-weighted mean, a hue rotation of up to ``hue`` turns (about
     the grey axis) and a soft linear shading gradient (up to ±35 % across the occluder). Returns float32 in [0, 1]."""
-    w = alpha[..., None]
-    total = float(alpha.sum())
-    if total <= 0:
-        return rgb.astype(np.float32)
-    mean = (rgb * w).sum((0, 1)) / total
-    out = (rgb - mean) * rng.uniform(0.75, 1.25) + mean
+    rows, cols = np.nonzero(alpha.any(1))[0], np.nonzero(alpha.any(0))[0]
+    result = np.asarray(rgb, np.float32).copy()
+    if rows.size == 0:
+        return result
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # work on the occluder's bounding box only
+    a_box, c = alpha[box], result[box]
+    mean = (c * a_box[..., None]).sum((0, 1)) / float(a_box.sum())
+    out = (c - mean) * rng.uniform(0.75, 1.25) + mean
     out = out * rng.uniform(0.7, 1.3)
     theta = rng.uniform(-hue, hue) * 2 * math.pi
     k = np.ones(3) / math.sqrt(3)  # Rodrigues rotation about the grey axis
     kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
     rot = np.eye(3) + math.sin(theta) * kx + (1 - math.cos(theta)) * kx @ kx
     out = out @ rot.T.astype(np.float32)
-    ys, xs = np.nonzero(alpha > 0)
+    ys, xs = np.nonzero(a_box > 0)
     a = rng.uniform(0, 2 * math.pi)
-    proj = (np.arange(alpha.shape[1])[None, :] - xs.mean()) * math.cos(a) + \
-        (np.arange(alpha.shape[0])[:, None] - ys.mean()) * math.sin(a)
+    proj = (np.arange(a_box.shape[1])[None, :] - xs.mean()) * math.cos(a) + \
+        (np.arange(a_box.shape[0])[:, None] - ys.mean()) * math.sin(a)
     extent = max(float(np.abs(proj[ys, xs]).max()), 1.0)
     out = out * (1 + rng.uniform(0, 0.35) * proj / extent)[..., None]
-    return np.clip(out, 0, 1).astype(np.float32)
+    result[box] = np.clip(out, 0, 1)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------- drawing
@@ -331,7 +351,8 @@ def _mask(rng, frame: FaceFrame, size) -> OccluderLayer:
     c.polygon(poly)
     straps = _Canvas(size)
     for s in (-1, 1):
-        straps.line([frame.point(o, s * half, top + 0.3), frame.point(o, s * (half + 0.6), top - 0.1)], 0.04 * frame.scale)
+        straps.line([frame.point(o, s * half, top + 0.3), frame.point(o, s * (half + 0.6), top - 0.1)],
+                    0.04 * frame.scale)
         straps.line([frame.point(o, s * half, bottom - 0.35), frame.point(o, s * (half + 0.6), bottom - 0.2)],
                     0.04 * frame.scale)
     palette = np.array([[0.55, 0.75, 0.9], [0.95, 0.95, 0.95], [0.1, 0.1, 0.12], [0.3, 0.45, 0.8]], np.float32)
@@ -433,10 +454,10 @@ def _shape(rng, frame: FaceFrame, size) -> OccluderLayer:
     return _layer(rgb, alpha, "shape", "shape")
 
 
-def _image_cutout(rng, frame: FaceFrame, size, sources: list[tuple[str, np.ndarray]]) -> OccluderLayer | None:
+def _image_cutout(rng, frame: FaceFrame, size, sources: list[ImageSource]) -> OccluderLayer | None:
     if not sources:
         return None
-    name, src = sources[int(rng.integers(len(sources)))]
+    name, src, licence = sources[int(rng.integers(len(sources)))]
     radius = rng.uniform(0.5, 1.4) * frame.scale
     centre = frame.point(frame.nose, rng.uniform(-0.9, 0.9), rng.uniform(-1.2, 0.9))
     sh, sw = src.shape[:2]
@@ -444,34 +465,45 @@ def _image_cutout(rng, frame: FaceFrame, size, sources: list[tuple[str, np.ndarr
     sx, sy = rng.uniform(crop, sw - crop), rng.uniform(crop, sh - crop)
     m = similarity_matrix(radius / crop, rng.uniform(-math.pi, math.pi), (sx, sy),
                           (centre[0] - sx, centre[1] - sy))
-    rgb = np.clip(warp_array(src.astype(np.float32) / 255.0, m, size), 0, 1)
+    box = centre + radius * np.array([[-1.0, -1.0], [1.0, 1.0]])
+    rgb = np.clip(_warp_into(src.astype(np.float32) / 255.0, m, size, box), 0, 1)
     c = _Canvas(size)
     c.polygon(_random_polygon(rng, centre, radius))
     alpha = c.alpha()
     rgb = vary_colour(rgb, alpha, rng, hue=0.05)
-    return _layer(rgb, alpha, f"image_cutout:{name}", "image_cutout", "see source image")
+    return _layer(rgb, alpha, f"image_cutout:{name}", "image_cutout", licence)
+
+
+def _warp_into(src: np.ndarray, m: np.ndarray, size: tuple[int, int], points: np.ndarray) -> np.ndarray:
+    """``align.warp_affine`` (antialiased when shrinking) of ``src (h, w, C)`` onto a zero ``(H, W, C)`` canvas,
+    computed only inside the bounding box of the destination ``points (N, 2)`` (the rest stays 0)."""
+    h, w = size
+    x0, y0 = np.maximum(np.floor(points.min(0)).astype(int) - 1, 0)
+    x1, y1 = np.minimum(np.ceil(points.max(0)).astype(int) + 1, [w, h])
+    out = np.zeros((h, w, src.shape[2]), np.float32)
+    if x1 > x0 and y1 > y0:
+        m = np.array(m, np.float64)
+        m[:, 2] -= (x0, y0)
+        out[y0:y1, x0:x1] = warp_affine(src, m, (int(y1 - y0), int(x1 - x0)))
+    return out
 
 
 def place_sprite(sprite: np.ndarray, centre: np.ndarray, width: float, angle: float, size: tuple[int, int],
-                 anchor: tuple[float, float] = (0.5, 0.5), flip: bool = False) -> np.ndarray:
+                 anchor: tuple[float, float] = (0.5, 0.5), flip: bool = False,
+                 premultiplied: bool = False) -> np.ndarray:
     """Warp a straight-alpha RGBA sprite ``(h, w, 4)`` onto an ``(H, W, 4)`` canvas: the sprite point at
     fractional ``anchor`` (x, y of its width/height) lands on ``centre`` (pixels), the sprite is ``width`` pixels
     wide, rotated by ``angle`` (radians, counter-clockwise on screen) and optionally mirrored. Resampling is done
-    on premultiplied colour (no dark fringes); large reductions are area-averaged first (no aliasing)."""
+    on premultiplied colour (no dark fringes) with ``align.warp_affine`` (antialiased when shrinking); pass
+    ``premultiplied=True`` when ``sprite`` already is (e.g. ``OccluderLibrary.premultiplied``)."""
     if sprite.ndim != 3 or sprite.shape[2] != 4:
         raise ValueError(f"sprite must be (h, w, 4) RGBA, got {sprite.shape}")
-    pre = np.concatenate([sprite[..., :3] * sprite[..., 3:], sprite[..., 3:]], -1)
+    pre = sprite if premultiplied else np.concatenate([sprite[..., :3] * sprite[..., 3:], sprite[..., 3:]], -1)
     h, w = pre.shape[:2]
-    scale = width / w
-    if scale < 0.5:  # area-average down to about twice the target size first
-        nh, nw = max(2, int(round(h * scale * 2))), max(2, int(round(w * scale * 2)))
-        t = torch.from_numpy(np.ascontiguousarray(pre)).permute(2, 0, 1)[None]
-        pre = torch.nn.functional.interpolate(t, size=(nh, nw), mode="area")[0].permute(1, 2, 0).numpy()
-        h, w = nh, nw
-        scale = width / w
     ax, ay = anchor[0] * w, anchor[1] * h
-    m = similarity_matrix(scale, angle, (ax, ay), (centre[0] - ax, centre[1] - ay), flip=flip, width=w)
-    out = warp_array(pre, m, size)
+    m = similarity_matrix(width / w, angle, (ax, ay), (centre[0] - ax, centre[1] - ay), flip=flip, width=w)
+    corners = np.array([[0, 0], [w, 0], [0, h], [w, h]], np.float64) @ m[:, :2].T + m[:, 2]
+    out = _warp_into(pre, m, size, corners)
     a = np.clip(out[..., 3:], 0, 1)
     rgb = np.where(a > 1e-6, out[..., :3] / np.maximum(a, 1e-6), 0.0)
     return np.concatenate([np.clip(rgb, 0, 1), a], -1).astype(np.float32)
@@ -504,7 +536,7 @@ def _cutout(rng, frame: FaceFrame, size, library: OccluderLibrary, categories: t
         centre = frame.point(frame.nose, rng.uniform(-0.9, 0.9), rng.uniform(-1.0, 1.3))
         width = rng.uniform(1.0, 2.2) * frame.scale
         angle = frame.angle + rng.uniform(-0.8, 0.8)
-    rgba = place_sprite(library.image(info), centre, width, angle, size, anchor, flip)
+    rgba = place_sprite(library.premultiplied(info), centre, width, angle, size, anchor, flip, premultiplied=True)
     hue = 0.02 if cat in ("hand", "hair") else 0.08
     rgb = vary_colour(rgba[..., :3], rgba[..., 3], rng, hue=hue)
     return OccluderLayer(np.concatenate([rgb, rgba[..., 3:]], -1), f"cutout:{info.file}",
@@ -513,7 +545,7 @@ def _cutout(rng, frame: FaceFrame, size, library: OccluderLibrary, categories: t
 
 def draw_occluder(kind: str, rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int],
                   library: OccluderLibrary | None = None,
-                  sources: list[tuple[str, np.ndarray]] | None = None) -> OccluderLayer | None:
+                  sources: list[ImageSource] | None = None) -> OccluderLayer | None:
     """One occluder of ``kind`` (a :data:`KINDS` key) for a face with ``landmarks (68, 2)`` on an ``(H, W)``
     canvas. Returns None when the kind needs a resource that is absent (no library / no hand cut-out / no
     source image)."""
@@ -541,7 +573,7 @@ def draw_occluder(kind: str, rng: np.random.Generator, landmarks: np.ndarray, si
 
 
 def random_occluder(rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int],
-                    library: OccluderLibrary | None = None, sources: list[tuple[str, np.ndarray]] | None = None,
+                    library: OccluderLibrary | None = None, sources: list[ImageSource] | None = None,
                     kinds: dict[str, float] | None = None) -> OccluderLayer:
     """One random occluder; kinds drawn with the weights ``kinds`` (default :data:`KINDS`), redrawn while a kind
     cannot be made (missing resource)."""
@@ -562,7 +594,7 @@ def random_occluder(rng: np.random.Generator, landmarks: np.ndarray, size: tuple
 
 
 def random_occluders(rng: np.random.Generator, landmarks: np.ndarray, size: tuple[int, int], n: int,
-                     library: OccluderLibrary | None = None, sources: list[tuple[str, np.ndarray]] | None = None,
+                     library: OccluderLibrary | None = None, sources: list[ImageSource] | None = None,
                      kinds: dict[str, float] | None = None) -> list[OccluderLayer]:
     """``n`` random occluders (see :func:`random_occluder`)."""
     if n < 0:

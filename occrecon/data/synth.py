@@ -15,14 +15,15 @@ learned: the convex hull of the jaw contour (0–16) and of the eyebrow points (
 landmark re-indexing, small shift/rotation/scale, colour) multiply the 18 faces.
 
 Each sample is composited with 0..``max_occluders`` random occluders (``occrecon.data.occluders``); a fraction
-``1 − occluded_fraction`` gets none. GT visible-face mask = region × (occluder alpha < 0.5), i.e. region × (1 − A >
-0.5). Everything is a function of ``(seed, stream, index)`` (a numpy Generator per sample), so samples do not depend
-on generation order or the number of processes.
+``1 − occluded_fraction`` gets none. GT visible-face mask = region × (occluder alpha < 0.5), i.e.
+region × (1 − A > 0.5). Everything is a function of ``(seed, stream, index)`` (a numpy Generator per sample),
+so samples do not depend on generation order or the number of processes.
 """
 from __future__ import annotations
 
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,12 +32,13 @@ import torch
 
 from .. import assets
 from .ibug import IBUG_FLIP
-from .occluders import KINDS, OccluderLayer, OccluderLibrary, composite, random_occluders
-from .warp import apply_points, similarity_matrix, warp_array
+from .occluders import KINDS, ImageSource, OccluderLayer, OccluderLibrary, composite, random_occluders
+from .align import transform_points, warp_affine
+from .warp import similarity_matrix
 
 __all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "random_background",
            "real_face_region", "load_real_faces", "image_sources", "occlude", "apply_occluders", "BROW_RAISE",
-           "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM"]
+           "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM", "SKIMAGE_SOURCES"]
 
 #: Eyebrow points are raised by this fraction of the chin-to-brow distance to close the real-face region.
 BROW_RAISE = 0.12
@@ -45,8 +47,10 @@ OCCLUDED_MIN_FRACTION = 0.01
 #: Random-stream ids: sample ``i`` of a kind uses ``np.random.default_rng([seed, stream, i])``.
 SYNTHETIC_STREAM, REAL_STREAM = 0, 1
 
-_SKIMAGE_SOURCES = ("astronaut", "chelsea", "coffee", "rocket", "brick", "grass", "gravel", "hubble_deep_field",
-                    "motorcycle_left", "colorwheel", "camera")
+#: scikit-image sample images used as backgrounds / cut-out sources, with the licence their docstrings state.
+SKIMAGE_SOURCES = {"astronaut": "public domain", "chelsea": "CC0", "coffee": "CC0", "rocket": "public domain",
+                   "brick": "CC0", "grass": "CC0", "gravel": "CC0", "hubble_deep_field": "public domain",
+                   "camera": "CC0"}
 
 
 @dataclass
@@ -111,14 +115,24 @@ class RealFace:
     landmarks: np.ndarray
 
 
+_TONE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _tone_basis(model) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, 3)`` mean colour shift per albedo coefficient and the ``(3,)`` mean albedo colour (cached per model)."""
+    if model not in _TONE_CACHE:
+        _TONE_CACHE[model] = (model.albedo_basis.double().mean(1).numpy(), model.albedo_mean.double().mean(0).numpy())
+    return _TONE_CACHE[model]
+
+
 def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = None,
                  distance: float = 1000.0) -> np.ndarray:
     """θ ``(model.layout.size,) float32``: identity ~ N(0, id_std²); expression: each coefficient active with
     probability ``expression_prob``, weight U(0, 0.8); albedo ~ N(0, tex_std²) plus a global skin tone (a
     brightness factor U(0.5, 1.15) and a small tint, realised by the minimum-norm albedo coefficients that shift
     the mean colour); pose uniform within ±yaw/±pitch/±roll; translation uniform within ±shift·distance; SH light:
-    DC U(−0.15, 0.35) per channel (shared, plus a ±0.05 tint), band 1 N(0, 0.2²) shared by the channels, band 2
-    N(0, 0.06²)."""
+    DC U(−0.1, 0.3) per channel (shared, plus a ±0.05 tint); band 1 shared by the channels: vertical and
+    horizontal N(0, 0.2²), frontal (toward the camera) U(0, 0.35); band 2 N(0, 0.06²)."""
     cfg = config or SynthConfig()
     lay = model.layout
     theta = np.zeros(lay.size, np.float64)
@@ -127,8 +141,7 @@ def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = N
     theta[lay.slice("exp")] = (rng.random(n_exp) < cfg.expression_prob) * rng.uniform(0, 0.8, n_exp)
     tex = rng.normal(0, cfg.tex_std, n_tex)
     if n_tex:
-        basis = model.albedo_basis.double().mean(1).numpy()  # (K, 3): mean colour shift per coefficient
-        mean = model.albedo_mean.double().mean(0).numpy()
+        basis, mean = _tone_basis(model)
         tone = rng.uniform(0.5, 1.15)
         target = mean * (tone * (1 + rng.uniform(-0.06, 0.06, 3)) - 1)
         tex += np.linalg.pinv(basis.T) @ (target - basis.T @ tex)
@@ -136,8 +149,8 @@ def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = N
     theta[lay.slice("angle")] = np.radians([rng.uniform(-cfg.pitch, cfg.pitch), rng.uniform(-cfg.yaw, cfg.yaw),
                                             rng.uniform(-cfg.roll, cfg.roll)])
     gamma = np.zeros((3, 9))
-    gamma[:, 0] = rng.uniform(-0.15, 0.35) + rng.uniform(-0.05, 0.05, 3)
-    gamma[:, 1:4] = rng.normal(0, 0.2, 3)
+    gamma[:, 0] = rng.uniform(-0.1, 0.3) + rng.uniform(-0.05, 0.05, 3)
+    gamma[:, 1:4] = [rng.normal(0, 0.2), rng.uniform(0.0, 0.35), rng.normal(0, 0.2)]  # Y1 ~ -y, Y2 ~ z, Y3 ~ -x
     gamma[:, 4:9] = rng.normal(0, 0.06, 5)
     theta[lay.slice("gamma")] = gamma.reshape(-1)
     theta[lay.slice("trans")] = [rng.uniform(-1, 1) * cfg.shift_xy * distance,
@@ -147,9 +160,9 @@ def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = N
 
 
 def random_background(rng: np.random.Generator, size: tuple[int, int],
-                      sources: list[tuple[str, np.ndarray]] | None = None) -> np.ndarray:
+                      sources: list[ImageSource] | None = None) -> np.ndarray:
     """``(H, W, 3) float32`` background: smooth colour noise, a linear gradient, a texture, or a randomly scaled
-    and rotated crop of one of ``sources`` (``(name, uint8 (h, w, 3))``)."""
+    and rotated crop of one of ``sources``."""
     from .occluders import _smooth_noise, _texture
 
     h, w = size
@@ -168,12 +181,12 @@ def random_background(rng: np.random.Generator, size: tuple[int, int],
     elif kind == "texture":
         bg = _texture(rng, size)
     else:
-        name, src = sources[int(rng.integers(len(sources)))]
+        src = sources[int(rng.integers(len(sources)))].image
         sh, sw = src.shape[:2]
         crop = rng.uniform(0.3, 1.0) * min(sh, sw)
         cx, cy = rng.uniform(crop / 2, sw - crop / 2), rng.uniform(crop / 2, sh - crop / 2)
         m = similarity_matrix(max(h, w) / crop, rng.uniform(-0.3, 0.3), (cx, cy), (w / 2 - cx, h / 2 - cy))
-        bg = warp_array(src.astype(np.float32) / 255.0, m, size, border=True)
+        bg = warp_affine(src.astype(np.float32) / 255.0, m, size, padding="edge")
     return np.clip(bg, 0, 1).astype(np.float32)
 
 
@@ -198,26 +211,25 @@ def real_face_region(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray
     return region
 
 
-def image_sources(include_dev_faces: bool = True) -> list[tuple[str, np.ndarray]]:
-    """``(name, uint8 (h, w, 3))`` images for backgrounds and cut-outs: scikit-image's bundled sample images
-    (public domain / CC0 per its README) and the development face photos."""
+def image_sources(include_dev_faces: bool = True) -> list[ImageSource]:
+    """Images for backgrounds and cut-outs: scikit-image's bundled sample images whose docstrings state public
+    domain or CC0 (:data:`SKIMAGE_SOURCES`), plus the development face photos (licence unknown: left out when
+    ``include_dev_faces`` is False, as ``permissive_only`` does)."""
     import skimage.data
 
     out = []
-    for name in _SKIMAGE_SOURCES:
-        fn = getattr(skimage.data, name, None)
-        if fn is None:
-            continue
-        img = np.asarray(fn())
+    for name, licence in SKIMAGE_SOURCES.items():
+        img = np.asarray(getattr(skimage.data, name)())
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, -1)
-        out.append((f"skimage:{name}", np.ascontiguousarray(img[..., :3]).astype(np.uint8)))
+        out.append(ImageSource(f"skimage:{name}", np.ascontiguousarray(img[..., :3]).astype(np.uint8), licence))
     if include_dev_faces and assets.shared_dir(required=False) is not None:
         from PIL import Image
 
         for img_path, _ in assets.dev_faces():
             with Image.open(img_path) as im:
-                out.append((f"dev:{img_path.name}", np.asarray(im.convert("RGB"))))
+                out.append(ImageSource(f"dev:{img_path.name}", np.asarray(im.convert("RGB")),
+                                       "unknown (development photo)"))
     return out
 
 
@@ -276,7 +288,7 @@ def apply_occluders(image: np.ndarray, region: np.ndarray, layers: list[Occluder
 
 def occlude(rng: np.random.Generator, image: np.ndarray, region: np.ndarray, landmarks: np.ndarray,
             config: SynthConfig, library: OccluderLibrary | None,
-            sources: list[tuple[str, np.ndarray]] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, bool]:
+            sources: list[ImageSource] | None) -> tuple[np.ndarray, np.ndarray, np.ndarray, list, bool]:
     """Draw 0 occluders (probability ``1 − occluded_fraction``) or 1..``max_occluders`` random ones for a face with
     ``landmarks (68, 2)`` and apply them with :func:`apply_occluders` (same returns)."""
     n = 0
@@ -293,14 +305,15 @@ class SampleGenerator:
         seed: the dataset seed.
         config: :class:`SynthConfig`.
         model_path: face model file (default ``shared/assets/models/sfm_3448.npz``).
-        permissive_only: use only permissively licensed library cut-outs.
+        permissive_only: use only permissively licensed library cut-outs and image sources (no development
+            photos as backgrounds or cut-outs).
         occluder_root: the cut-out library folder (default ``shared/assets/occluders``).
         real_faces: pre-computed :func:`load_real_faces` output (computed on first use otherwise).
     """
 
     def __init__(self, seed: int = 0, config: SynthConfig | None = None, model_path: str | Path | None = None,
                  permissive_only: bool = False, occluder_root: str | Path | None = None,
-                 real_faces: list[RealFace] | None = None, sources: list[tuple[str, np.ndarray]] | None = None):
+                 real_faces: list[RealFace] | None = None, sources: list[ImageSource] | None = None):
         self.seed = int(seed)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -310,7 +323,7 @@ class SampleGenerator:
         if not self.model_path.exists():
             raise FileNotFoundError(f"model_path: {self.model_path} does not exist")
         self.library = OccluderLibrary(occluder_root, permissive_only=permissive_only)
-        self.sources = image_sources() if sources is None else sources
+        self.sources = image_sources(include_dev_faces=not permissive_only) if sources is None else sources
         self._real = real_faces
         self._renderer = None
 
@@ -369,8 +382,8 @@ class SampleGenerator:
         flip = bool(rng.random() < 0.5)
         m = similarity_matrix(rng.uniform(0.95, 1.05), math.radians(rng.uniform(-5, 5)), (s / 2, s / 2),
                               tuple(rng.uniform(-8, 8, 2)), flip=flip, width=s)
-        image = warp_array(face.image.astype(np.float32) / 255.0, m, (s, s), border=True)
-        lms = apply_points(face.landmarks, m)
+        image = warp_affine(face.image.astype(np.float32) / 255.0, m, (s, s), padding="edge")
+        lms = transform_points(face.landmarks, m).astype(np.float32)
         if flip:  # x was mirrored by m: re-index so that point i keeps its iBUG meaning
             lms = lms[IBUG_FLIP]
         grey = image.mean(-1, keepdims=True)
