@@ -27,7 +27,7 @@ from .morphable import ParamLayout, load_model
 from .render import FaceRenderer, PerspectiveCamera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
-           "REFERENCE_SIZE", "read_checkpoint", "default_camera"]
+           "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint"]
 
 #: The ``"format"`` value of the checkpoints this module reads.
 CHECKPOINT_FORMAT = "occrecon-checkpoint-v1"
@@ -272,6 +272,28 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     if missing:
         raise ValueError(f"{path}: key(s) {['nets.' + k for k in missing]} missing")
     return dict(ckpt)
+
+
+def export_checkpoint(src: str | Path, dst: str | Path, trusted: bool = False) -> Path:
+    """Write an inference-only copy of a training checkpoint: the nets, their weights, the stage, iteration, training
+    config and metrics; no optimiser, scheduler or RNG state (a fraction of the size; it cannot resume training).
+
+    The copy is checked by rebuilding a :class:`Reconstructor` from it before it is written (atomically) to ``dst``.
+    """
+    ckpt = read_checkpoint(src, trusted=trusted)
+    slim = {k: ckpt[k] for k in ("format", "stage", "nets", "encoder", "unet")}
+    slim.update(iteration=ckpt.get("iteration"), config=ckpt.get("config"), metrics=ckpt.get("metrics", {}),
+                optimizers={}, schedulers={}, rng={}, exported_from=str(Path(src).name))
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(dst.name + ".tmp")
+    torch.save(slim, tmp)
+    try:
+        Reconstructor.from_checkpoint(tmp, model_path=_resolve_model_path(ckpt["nets"]["model_path"], Path(src)))
+        tmp.replace(dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dst
 
 
 def _layout_from(entries) -> ParamLayout:

@@ -10,7 +10,15 @@ from .data.generate import add_synth_parser
 from .data.landmarks_cmd import add_landmarks_parser
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _checkpoint_export(args: argparse.Namespace) -> int:
+    from .api import export_checkpoint
+
+    out = export_checkpoint(Path(args.src), Path(args.dst))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB, inference only)")
+    return 0
+
+
+def _demo_neighbour(args: argparse.Namespace) -> None:
     from .demo import run_neighbour_demo
 
     res = run_neighbour_demo(Path(args.out), image=Path(args.image) if args.image else None,
@@ -22,6 +30,28 @@ def _demo(args: argparse.Namespace) -> int:
         print(f"   {k}   {res[f'loss_k{k}']:14.5f}   {res[f'mean_dist_visible_k{k}']:14.4f}"
               f"   {res[f'mean_dist_occluder_k{k}']:15.4f}")
     print(f"wrote {res['png']}  (target | render | distance k=1 | distance k=5)")
+
+
+def _demo_reconstruction(args: argparse.Namespace) -> None:
+    from .demo import run_reconstruction_demo
+
+    res = run_reconstruction_demo(Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    print(f"occlusion-robust reconstruction of the development faces and the astronaut ({res['checkpoint']})")
+    print("  each face as it is, and with random occluders pasted on (exact ground-truth mask)")
+    print(f"  {'face':12s} {'occluded share: clean':>22s} {'with occluders':>15s} {'mask F1 vs truth':>17s}")
+    for f in res["faces"]:
+        print(f"  {f['face'][:12]:12s} {f['occlusion_fraction_clean']:22.3f} {f['occlusion_fraction_occluded']:15.3f}"
+              f" {f['f1_occluded']:17.3f}")
+    print(f"  {'mean':12s} {res['mean_fraction_clean']:22.3f} {res['mean_fraction_occluded']:15.3f}"
+          f" {res['mean_f1_occluded']:17.3f}")
+    print(f"wrote {res['png']}  (per face: target | render | mask, clean then occluded; red = rejected by the mask)")
+
+
+def _demo(args: argparse.Namespace) -> int:
+    if args.what in ("reconstruction", "all"):
+        _demo_reconstruction(args)
+    if args.what in ("neighbour", "all"):
+        _demo_neighbour(args)
     return 0
 
 
@@ -45,10 +75,14 @@ def _model_convert(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="occrecon", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("demo", help="neighbourhood-min loss on a real face photo, writes a PNG")
+    p = sub.add_parser("demo", help="reconstruct real faces with the bundled checkpoint (and the neighbourhood-min "
+                                    "loss demo); writes PNGs")
+    p.add_argument("what", nargs="?", choices=["reconstruction", "neighbour", "all"], default="all",
+                   help="which demo (default: all)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    p.add_argument("--image", help="a face photo (default: the first development face in the shared assets)")
-    p.add_argument("--points", help="its 5-point detection file: 'x y' per line (eyes, nose, mouth corners)")
+    p.add_argument("--checkpoint", help="reconstruction: a training checkpoint (default: the bundled one)")
+    p.add_argument("--image", help="neighbour: a face photo (default: the first development face)")
+    p.add_argument("--points", help="neighbour: its 5-point detection file: 'x y' per line (eyes, nose, mouth corners)")
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="how the compiled extension was built")
     p.set_defaults(func=_info)
@@ -63,6 +97,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
+    p = sub.add_parser("checkpoint", help="training checkpoints")
+    ckpt_sub = p.add_subparsers(dest="checkpoint_command", required=True)
+    p = ckpt_sub.add_parser("export", help="inference-only copy of a training checkpoint (no optimiser/RNG state)")
+    p.add_argument("src", help="a training checkpoint (occrecon train)")
+    p.add_argument("dst", help="output file")
+    p.set_defaults(func=_checkpoint_export)
     p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_landmarks_parser(data_sub)

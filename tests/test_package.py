@@ -36,7 +36,7 @@ def test_ops_registered():
 
 @pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
 def test_demo_writes_png_and_neighbourhood_forgives_the_shift(tmp_path, capsys):
-    assert cli.main(["demo", "--out", str(tmp_path)]) == 0
+    assert cli.main(["demo", "neighbour", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "loss" in out and "wrote" in out
     png = tmp_path / "neighbour_min.png"

@@ -104,3 +104,38 @@ def test_bad_arguments(tmp_path, model):
                         FaceRenderer(model, camera=default_camera(SIZE)))
     with pytest.raises(ValueError, match="batch_size"):
         reconstruct_photos([], rec, tmp_path, batch_size=0)
+
+
+def test_checkpoint_export_is_inference_only_and_equivalent(model, tmp_path, capsys):
+    from occrecon.api import export_checkpoint
+
+    encoder = nets.Encoder(model.layout, arch="compact")
+    with torch.no_grad():
+        for p in encoder.parameters():
+            p.add_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 1e-3)
+    unet = nets.UNet.compact()
+    opt = torch.optim.Adam(list(encoder.parameters()) + list(unet.parameters()))
+    loss = sum(p.square().sum() for p in unet.parameters())
+    loss.backward()
+    opt.step()  # a real optimiser state (Adam moments) to be dropped
+    ckpt = {"format": "occrecon-checkpoint-v1", "stage": "em", "iteration": 7, "config": {"seed": 0},
+            "nets": {"model_path": "shared:assets/models/sfm_3448.npz", "encoder_arch": "compact", "unet": "compact",
+                     "image_size": SIZE, "layout": [list(e) for e in model.layout.entries],
+                     "encoder_scales": dict(encoder.scales)},
+            "encoder": encoder.state_dict(), "unet": unet.state_dict(), "optimizers": {"all": opt.state_dict()},
+            "schedulers": {}, "rng": {"torch": torch.get_rng_state()}, "metrics": {"loss": 1.0}}
+    torch.save(ckpt, tmp_path / "train.pt")
+    assert main(["checkpoint", "export", str(tmp_path / "train.pt"), str(tmp_path / "slim.pt")]) == 0
+    assert "inference only" in capsys.readouterr().out
+    slim = torch.load(tmp_path / "slim.pt", weights_only=True)
+    assert slim["optimizers"] == {} and slim["rng"] == {} and slim["iteration"] == 7
+    assert (tmp_path / "slim.pt").stat().st_size < 0.6 * (tmp_path / "train.pt").stat().st_size
+    images = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    a = Reconstructor.from_checkpoint(tmp_path / "train.pt")(images)
+    b = Reconstructor.from_checkpoint(tmp_path / "slim.pt")(images)
+    for x, y in zip(a, b):
+        assert torch.equal(x.nan_to_num(), y.nan_to_num())
+    with pytest.raises(ValueError, match="format"):
+        torch.save({"format": "other"}, tmp_path / "bad.pt")
+        export_checkpoint(tmp_path / "bad.pt", tmp_path / "x.pt")
+    assert not (tmp_path / "x.pt").exists()
