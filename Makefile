@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 NVCC   ?= nvcc
 CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
-.PHONY: demo test install bench bench-smoke cuda-check cuda-build-check clean
+.PHONY: demo test install bench bench-smoke train-smoke cuda-check cuda-build-check clean
 
 $(BIN)/.deps-installed: requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,16 @@ bench: install
 
 bench-smoke: install
 	OCCRECON_BENCH_SMOKE=1 $(BIN)/pytest benchmarks -q --benchmark-disable
+
+# The whole pipeline on a tiny scale (CI): occlusion data, every training stage (configs/tiny.yaml), a resume of the
+# finished run (nothing left to do, same checkpoint), and the evaluation table.
+train-smoke: install
+	rm -rf runs/data/tiny runs/tiny
+	$(BIN)/occrecon data synth --out runs/data/tiny --synthetic 12 --real 4 --seed 0 --permissive-only --workers 1
+	$(BIN)/occrecon train configs/tiny.yaml
+	$(BIN)/occrecon train configs/tiny.yaml --resume
+	$(BIN)/occrecon evaluate --data runs/data/tiny --checkpoint Pretrained=runs/tiny/init.pt:pseudo \
+	  --checkpoint MoFA=runs/tiny/mofa.pt --checkpoint Proposed=runs/tiny/em.pt
 
 # Compile-check every CUDA source (torch-free by design) for sm_80 and sm_90; a compile error fails.
 cuda-check:
@@ -55,4 +65,4 @@ cuda-build-check:
 	$(CUDA_VENV)/bin/pytest -q -p no:cacheprovider
 
 clean:
-	rm -rf build demo_out .pytest_cache .benchmarks
+	rm -rf build demo_out runs .pytest_cache .benchmarks
