@@ -183,7 +183,12 @@ class Reconstructor(torch.nn.Module):
             ValueError: wrong format, missing keys, a layout that does not match the face model, or weights that do
                 not fit the rebuilt nets (the message names the entry).
         """
-        ckpt = read_checkpoint(path, trusted=trusted)
+        return cls._from_checkpoint_dict(read_checkpoint(path, trusted=trusted), Path(path), model_path, device)
+
+    @classmethod
+    def _from_checkpoint_dict(cls, ckpt: Mapping, path: Path, model_path: str | Path | None,
+                              device: str | torch.device) -> Reconstructor:
+        """:meth:`from_checkpoint` on a dict already read (``path``: where it lives, for messages and paths)."""
         nets = ckpt["nets"]
         src = Path(model_path) if model_path is not None else _resolve_model_path(nets["model_path"], Path(path))
         model = load_model(src)
@@ -279,21 +284,16 @@ def export_checkpoint(src: str | Path, dst: str | Path, trusted: bool = False) -
     config and metrics; no optimiser, scheduler or RNG state (a fraction of the size; it cannot resume training).
 
     The copy is checked by rebuilding a :class:`Reconstructor` from it before it is written (atomically) to ``dst``.
+    Returns ``dst``.
     """
     ckpt = read_checkpoint(src, trusted=trusted)
     slim = {k: ckpt[k] for k in ("format", "stage", "nets", "encoder", "unet")}
     slim.update(iteration=ckpt.get("iteration"), config=ckpt.get("config"), metrics=ckpt.get("metrics", {}),
                 optimizers={}, schedulers={}, rng={}, exported_from=str(Path(src).name))
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(dst.name + ".tmp")
-    torch.save(slim, tmp)
-    try:
-        Reconstructor.from_checkpoint(tmp, model_path=_resolve_model_path(ckpt["nets"]["model_path"], Path(src)))
-        tmp.replace(dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
+    Reconstructor._from_checkpoint_dict(slim, Path(src), None, "cpu")  # raises before anything is written
+    from .train.checkpoint import atomic_save
+
+    return atomic_save(slim, dst)
 
 
 def _layout_from(entries) -> ParamLayout:

@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 
 from . import assets
+from .data.io import read_five_points
 from .ops import neighbour_loss, neighbour_min
 
 __all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]
@@ -70,9 +71,7 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
         image, points = faces[0]
     if points is None:
         raise ValueError("a 5-point detection file is needed with --image (x y per line: eyes, nose, mouth corners)")
-    pts = np.loadtxt(points, dtype=np.float64).reshape(-1, 2)
-    if pts.shape != (5, 2):
-        raise ValueError(f"{points}: expected 5 lines of 'x y', got {pts.shape[0]} points")
+    pts = read_five_points(points)
     face = crop_face(Image.open(image), pts)
     target = np.asarray(face, dtype=np.float32) / 255.0
 

@@ -21,11 +21,9 @@ from PIL import Image
 
 from .api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor
 from .data.align import align_face
-from .data.io import ImageReadError, read_image
+from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_five_points, read_image
 from .data.landmarks import detect_landmarks
 from .morphable.export import write_obj
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
 @dataclass
@@ -42,23 +40,13 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
     for item in inputs:
         p = Path(item)
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_EXTENSIONS))
         elif p.exists():
             out.append(p)
         else:
             raise FileNotFoundError(f"images: {p} does not exist")
     return out
 
-
-def read_five_points(path: str | Path) -> np.ndarray:
-    """A 5-point file: five lines ``x y`` (left eye, right eye, nose, left and right mouth corner)."""
-    try:
-        pts = np.loadtxt(path, dtype=np.float64, ndmin=2)
-    except ValueError as e:
-        raise ValueError(f"{path}: not a 5-point file ({e})") from None
-    if pts.shape != (5, 2) or not np.isfinite(pts).all():
-        raise ValueError(f"{path}: expected 5 finite 'x y' rows, got shape {pts.shape}")
-    return pts
 
 
 def overlay(target: torch.Tensor, out, index: int) -> np.ndarray:

@@ -16,7 +16,8 @@ from occrecon.data.align import align_face
 from occrecon.data.io import read_image
 from occrecon.morphable import load_model
 from occrecon.morphable.export import read_obj
-from occrecon.reconstruct import collect_images, read_five_points, reconstruct_photos
+from occrecon.data.io import read_five_points
+from occrecon.reconstruct import collect_images, reconstruct_photos
 from occrecon.render import FaceRenderer
 
 SIZE = 64
@@ -98,7 +99,7 @@ def test_bad_arguments(tmp_path, model):
     with pytest.raises(FileNotFoundError, match="images"):
         collect_images([tmp_path / "missing"])
     (tmp_path / "p.txt").write_text("1 2\n3 4\n")
-    with pytest.raises(ValueError, match="expected 5 finite"):
+    with pytest.raises(ValueError, match="expected 5 lines"):
         read_five_points(tmp_path / "p.txt")
     rec = Reconstructor(model, nets.Encoder(model.layout, arch="compact"), None,
                         FaceRenderer(model, camera=default_camera(SIZE)))

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = [
+    "read_five_points",
     "ImageReadError", "LandmarkFileError", "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "MASK_SUFFIX", "N_LANDMARKS",
     "read_image", "read_landmarks_csv", "write_landmarks_csv", "mask_path", "read_mask", "write_mask",
 ]
@@ -289,3 +290,20 @@ def write_mask(path: str | Path, mask) -> Path:
         m = m >= 0.5
     img = Image.fromarray(np.where(m, 255, 0).astype(np.uint8), mode="L")
     return _atomic_write(Path(path), lambda f: img.save(f, format="PNG"))
+
+
+def read_five_points(path: str | Path) -> np.ndarray:
+    """A 5-point detection file (``detections5/<name>.txt`` of the development faces): five lines ``x y`` — left eye,
+    right eye, nose tip, left and right mouth corner — in image pixels. Returns ``(5, 2)`` float64.
+
+    Raises:
+        ValueError: not 5 rows of 2 finite numbers (the message names the file).
+    """
+    try:
+        pts = np.loadtxt(path, dtype=np.float64, ndmin=2)
+    except ValueError as e:
+        raise ValueError(f"{path}: not a 5-point file ({e})") from None
+    if pts.shape != (5, 2) or not np.isfinite(pts).all():
+        raise ValueError(f"{path}: expected 5 lines of 'x y' with finite values (eyes, nose, mouth corners), "
+                         f"got shape {pts.shape}")
+    return pts

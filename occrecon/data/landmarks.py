@@ -9,6 +9,7 @@ boxes the one the detector listed first. No face: ``None`` (callers report it; n
 """
 from __future__ import annotations
 
+import abc
 import functools
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,11 +77,12 @@ def _check_image(image) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-class _Detector:
+class _Detector(abc.ABC):
     """Shared interface: ``detect(image) -> list`` (best first) and ``__call__(image) -> best | None``."""
 
+    @abc.abstractmethod
     def detect(self, image: np.ndarray) -> list[FaceLandmarks]:
-        raise NotImplementedError
+        """Every face in ``image`` (uint8 (H, W, 3) RGB), best first."""
 
     def __call__(self, image: np.ndarray) -> FaceLandmarks | None:
         """The best face in ``image`` (uint8 (H, W, 3) RGB), or None when there is none."""

@@ -237,14 +237,13 @@ def load_real_faces(size: int = 224, detector=None, include_astronaut: bool = Tr
     """Align the development faces (5-point files) and the astronaut to ``size``², then detect 68 landmarks on each
     crop with dlib. Faces where dlib finds no face on the crop are reported with a warning (never silently)."""
     from .align import align_face, five_from_68
-    from .io import read_image
+    from .io import read_five_points, read_image
     from .landmarks import DlibDetector, detect_landmarks
 
     detector = detector or DlibDetector()
     items: list[tuple[str, np.ndarray, np.ndarray]] = []
     for img_path, det_path in assets.dev_faces():
-        five = np.loadtxt(det_path, dtype=np.float64).reshape(5, 2)
-        items.append((img_path.stem, read_image(img_path), five))
+        items.append((img_path.stem, read_image(img_path), read_five_points(det_path)))
     if include_astronaut:
         import skimage.data
 

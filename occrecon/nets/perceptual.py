@@ -94,8 +94,8 @@ class _Block(nn.Module):
 class DlibFaceNet(nn.Module):
     """dlib's face-recognition ResNet; parameters frozen, always in eval mode, differentiable w.r.t. its input.
 
-    Construct with :meth:`from_file` to load dlib's weights (a bare ``DlibFaceNet()`` has placeholder weights:
-    unit affines and PyTorch's default conv initialisation).
+    Construct with :meth:`from_file` to load dlib's weights; a bare ``DlibFaceNet()`` is the architecture with
+    unit affines and PyTorch's default conv initialisation (what ``from_file`` then overwrites).
 
     ``forward(images (B, 3, H, W) float RGB in [0, 1], landmarks (B, 68, 2) | None)`` → :class:`PerceptualOutput`.
     With landmarks a 150² chip is cut with dlib's geometry (:func:`face_chip`); without, the image is resized to

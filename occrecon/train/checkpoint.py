@@ -7,6 +7,7 @@ Writes go to a temporary file in the same folder, are flushed and fsync'ed, then
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import tempfile
@@ -47,10 +48,8 @@ def atomic_save(obj: Any, path: str | Path) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path
@@ -63,9 +62,8 @@ def _fsync_dir(folder: Path) -> None:
     except OSError:
         return
     try:
-        os.fsync(fd)
-    except OSError:
-        pass
+        with contextlib.suppress(OSError):
+            os.fsync(fd)
     finally:
         os.close(fd)
 
