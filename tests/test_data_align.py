@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from occrecon.data.align import (TEMPLATE_224, align_face, align_faces, estimate_alignment, five_from_68,
-                                 invert_affine, template_from_model, transform_points, warp_affine)
+                                 invert_affine, template_from_model, transform_points, warp_affine,
+                                 warp_affine_tensor)
 
 
 def similarity(scale: float, angle: float, tx: float, ty: float) -> np.ndarray:
@@ -167,3 +168,23 @@ def test_torch_batch_version_matches_numpy(padding):
         np.testing.assert_allclose(crops[i].permute(1, 2, 0).numpy(), want, atol=1e-5)
     with pytest.raises(ValueError, match="five must be"):
         align_faces(torch.zeros(2, 3, 10, 10), torch.zeros(3, 5, 2))
+
+
+def test_warp_affine_tensor_matches_numpy_per_image_and_shared():
+    rng = np.random.default_rng(2)
+    imgs = rng.random((3, 50, 60, 2)).astype(np.float32)
+    ms = np.stack([similarity(s, a, 3.0 * s, -2.0) for s, a in ((1.1, 0.1), (0.95, -0.2), (1.0, 0.0))])
+    t = torch.from_numpy(imgs).permute(0, 3, 1, 2)
+    per = warp_affine_tensor(t, ms, (40, 45))
+    shared = warp_affine_tensor(t, ms[1], (40, 45), padding="edge")
+    for i in range(3):
+        np.testing.assert_allclose(per[i].permute(1, 2, 0).numpy(),
+                                   warp_affine(imgs[i], ms[i], (40, 45), antialias=False), atol=1e-5)
+        np.testing.assert_allclose(shared[i].permute(1, 2, 0).numpy(),
+                                   warp_affine(imgs[i], ms[1], (40, 45), padding="edge", antialias=False), atol=1e-5)
+    with pytest.raises(ValueError, match="m must be"):
+        warp_affine_tensor(t, ms[:2], 10)
+    with pytest.raises(ValueError, match="images must be"):
+        warp_affine_tensor(torch.zeros(3, 10, 10), ms[0], 10)
+    with pytest.raises(ValueError, match="padding"):
+        warp_affine_tensor(t, ms[0], 10, padding="reflect")

@@ -354,6 +354,29 @@ def test_dataset_augmented_items(dataset_dir):
     assert set(torch.unique(a["mask"]).tolist()) <= {0.0, 1.0}
 
 
+def test_dataset_cache_gives_the_same_items(dataset_dir, tmp_path):
+    import shutil
+
+    root = tmp_path / "copy"
+    shutil.copytree(dataset_dir, root)
+    cached, plain = FaceDataset(root, augment=True, cache=True), FaceDataset(root, augment=True)
+    for i in (1, 5, 1):
+        torch.manual_seed(i)
+        a = cached[i]
+        torch.manual_seed(i)
+        b = plain[i]
+        for k in ("image", "mask", "landmarks"):
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, equal_nan=True)
+    assert sorted(cached._cached) == [1, 5] and not plain._cached
+    item = FaceDataset(root, cache=True)
+    first = item[3]
+    first["mask"].zero_()  # a consumer writing into an item does not reach the cache
+    (root / image_relpath(cached.records[3]["id"])).unlink()  # served from memory from now on
+    assert item[3]["mask"].sum() > 0
+    with pytest.raises(FileNotFoundError, match="missing"):
+        plain[3]
+
+
 def test_split_holds_out_real_identities_whole(dataset_dir):
     train, held = split_ids(dataset_dir, held_out=0.5, seed=0)
     assert sorted(train + held) == sorted(r["id"] for r in read_meta(dataset_dir)) and not set(train) & set(held)
@@ -414,3 +437,24 @@ def test_cli_writes_a_dataset(tmp_path, capsys):
     assert all(is_permissive(x) or x == PROCEDURAL_LICENCE for x in lic), lic
     assert main(["data", "synth", "--out", str(out), "--synthetic", "1"]) == 2  # exists: refused
     assert "already holds a dataset" in capsys.readouterr().err
+
+
+def test_augment_matches_the_numpy_warp():
+    from occrecon.data.align import transform_points, warp_affine
+
+    rng = np.random.default_rng(5)
+    img = rng.random((S, S, 3)).astype(np.float32)
+    mask = np.zeros((S, S), np.float32)
+    mask[50:170, 70:150] = 1
+    lms = rng.uniform(40, 180, (68, 2)).astype(np.float32)
+    for flip in (False, True):
+        m = similarity_matrix(0.93, math.radians(7), (S / 2, S / 2), (-6.0, 9.0), flip=flip, width=S)
+        out, msk, new = augment(img, mask, lms, m, flip)
+        np.testing.assert_allclose(out, warp_affine(img, m, S, antialias=False), atol=1e-4)  # float32 grid
+        want = warp_affine(mask, m, S, antialias=False)
+        decided = np.abs(want - 0.5) > 1e-4
+        np.testing.assert_array_equal(msk[decided], (want >= 0.5)[decided].astype(np.float32))
+        np.testing.assert_allclose(new, (transform_points(lms, m)[IBUG_FLIP] if flip else transform_points(lms, m)),
+                                   atol=1e-4)
+    with pytest.raises(ValueError, match="mask"):
+        augment(img, mask[:10], lms, m, False)

@@ -26,7 +26,7 @@ from PIL import Image
 __all__ = [
     "FIVE_POINT_NAMES", "TEMPLATE_224", "TEMPLATE_SIZE", "TEMPLATE_MODEL", "MIN_SPREAD_PX",
     "five_from_68", "template_from_model", "estimate_alignment", "transform_points", "invert_affine",
-    "warp_affine", "align_face", "align_faces",
+    "warp_affine", "warp_affine_tensor", "align_face", "align_faces",
 ]
 
 #: Order of the five alignment points (image left first: "left eye" is the eye on the image's left).
@@ -343,12 +343,36 @@ def align_faces(images: torch.Tensor, five: torch.Tensor, size: int = TEMPLATE_S
         raise ValueError(f"five must be (B, 5, 2) = ({images.shape[0]}, 5, 2), got {five_np.shape}")
     oh, ow = _check_size(size)
     m = estimate_alignment(five_np, (oh, ow), rotate=rotate, template=template)
-    inv = torch.as_tensor(invert_affine(m), dtype=images.dtype, device=images.device)
+    return warp_affine_tensor(images, m, (oh, ow), padding=padding), torch.as_tensor(m, dtype=images.dtype,
+                                                                                   device=images.device)
+
+
+def warp_affine_tensor(images: torch.Tensor, m, size, padding: str = "zeros") -> torch.Tensor:
+    """Torch :func:`warp_affine` without antialiasing: bilinear ``grid_sample`` (differentiable w.r.t. ``images``).
+
+    Args:
+        images: ``(B, C, H, W)`` float tensor.
+        m: ``(2, 3)`` or ``(B, 2, 3)`` affine(s), source pixel coordinates → output pixel coordinates
+            (pixel-centre convention), numpy or torch.
+        size: int or ``(height, width)`` of the output.
+        padding: ``"zeros"`` or ``"edge"`` (grid_sample's ``"border"``).
+    Returns:
+        ``(B, C, h, w)`` in ``images``' dtype and device. For shrinking by more than ~10 % blur first (or use
+        :func:`warp_affine`, which prefilters).
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not images.is_floating_point():
+        raise ValueError(f"images must be a float (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+    if padding not in _PADDINGS:
+        raise ValueError(f"padding must be one of {_PADDINGS}, got {padding!r}")
+    oh, ow = _check_size(size)
+    inv = invert_affine(m if isinstance(m, torch.Tensor) else np.asarray(m, dtype=np.float64))
+    inv = torch.as_tensor(inv, dtype=images.dtype, device=images.device)
+    if inv.shape[-2:] != (2, 3) or inv.ndim not in (2, 3) or (inv.ndim == 3 and inv.shape[0] not in (1, len(images))):
+        raise ValueError(f"m must be (2, 3) or ({len(images)}, 2, 3), got {tuple(inv.shape)}")
     h, w = images.shape[-2:]
     v, u = torch.meshgrid(torch.arange(oh, dtype=images.dtype, device=images.device) + 0.5,
                           torch.arange(ow, dtype=images.dtype, device=images.device) + 0.5, indexing="ij")
-    src = transform_points(torch.stack([u, v], -1).reshape(1, -1, 2), inv)  # (B, oh*ow, 2)
-    grid = (src / src.new_tensor([w, h]) * 2 - 1).reshape(-1, oh, ow, 2)
-    crops = torch.nn.functional.grid_sample(images, grid, mode="bilinear", align_corners=False,
-                                            padding_mode="zeros" if padding == "zeros" else "border")
-    return crops, torch.as_tensor(m, dtype=images.dtype, device=images.device)
+    src = transform_points(torch.stack([u, v], -1).reshape(1, -1, 2), inv)  # (B or 1, oh*ow, 2)
+    grid = (src / src.new_tensor([w, h]) * 2 - 1).reshape(-1, oh, ow, 2).expand(len(images), -1, -1, -1)
+    return torch.nn.functional.grid_sample(images, grid, mode="bilinear", align_corners=False,
+                                           padding_mode="zeros" if padding == "zeros" else "border")

@@ -62,9 +62,11 @@ class StepSampler(Sampler[int]):
             epoch += 1
 
 
-def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, split_seed: int = 0) -> Dataset:
+def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, split_seed: int = 0,
+                  cache: bool = False) -> Dataset:
     """``FaceDataset`` of each folder (``shared:`` prefixes resolved), concatenated when there are several;
-    with ``held_out`` > 0 only the training part of ``split_ids(folder, held_out, split_seed)``."""
+    with ``held_out`` > 0 only the training part of ``split_ids(folder, held_out, split_seed)``; ``cache``: keep
+    decoded samples in memory."""
     from ..data.dataset import FaceDataset, split_ids
     from .config import resolve_path
 
@@ -76,7 +78,7 @@ def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, 
         if not path.is_dir():
             raise FileNotFoundError(f"data.train: no dataset folder {path}")
         ids = split_ids(path, held_out, split_seed)[0] if held_out > 0 else None
-        sets.append(FaceDataset(path, augment=augment, ids=ids))
+        sets.append(FaceDataset(path, augment=augment, ids=ids, cache=cache))
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 

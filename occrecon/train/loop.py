@@ -36,9 +36,9 @@ __all__ = ["Trainer", "TrainingDiverged", "ConfigMismatchError", "HARMLESS_KEYS"
            "resolve_device", "seed_everything", "build_loss_config", "train"]
 
 #: Config keys (glob patterns over dotted keys) that may differ when resuming with ``allow_config_change``:
-#: outputs and their frequencies, and the length of stages (extend or shorten a run). Anything else changes
+#: outputs and their frequencies, the length of stages (extend or shorten a run), the in-memory cache. Anything else changes
 #: what is trained and is always refused.
-HARMLESS_KEYS = ("logging.*", "stages.*.iterations")
+HARMLESS_KEYS = ("logging.*", "stages.*.iterations", "data.cache")
 
 LAST = "last.pt"
 
@@ -146,7 +146,7 @@ class Trainer:
         perceptual_on = self.nets.perceptual is not None
         self.loss_config = build_loss_config(cfg, perceptual_on)
         self.dataset = dataset if dataset is not None else build_dataset(
-            cfg.data.train, cfg.data.augment, cfg.data.held_out, cfg.data.split_seed)
+            cfg.data.train, cfg.data.augment, cfg.data.held_out, cfg.data.split_seed, cfg.data.cache)
 
         self.stage_index, self.stage_iteration = 0, 0
         self.seconds_before = 0.0
