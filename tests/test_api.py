@@ -288,3 +288,11 @@ def test_evaluate_command_end_to_end(nets, model, tmp_path, capsys):
     assert result["methods"]["Pretrained"]["per_image"]["rmse"] == result["methods"]["MoFA"]["per_image"]["rmse"]
     assert main(["evaluate", "--data", str(data), "--checkpoint", f"Proposed={em}", "--markdown"]) == 0
     assert "| Method | Unoccluded ACC |" in capsys.readouterr().out
+    out2 = tmp_path / "paired.json"
+    assert main(["evaluate", "--data", str(data), *checkpoints, "--paired-with", "Pretrained", "--out", str(out2)]) == 0
+    assert "Paired with Pretrained" in capsys.readouterr().out
+    paired = json.loads(out2.read_text())["paired_with"]
+    assert paired["base"] == "Pretrained" and sorted(paired["methods"]) == ["MoFA", "Proposed"]
+    assert paired["methods"]["MoFA"]["Occluded"]["rmse"] == {"mean": 0.0, "sem": 0.0, "count": 2, "better": 0}
+    with pytest.raises(SystemExit, match="--paired-with 'Baseline' is not one of"):
+        main(["evaluate", "--data", str(data), *checkpoints, "--paired-with", "Baseline"])

@@ -193,3 +193,39 @@ def test_bad_arguments(rec, tmp_path):
         ev.evaluate_reconstructor(rec, samples)
     with pytest.raises(SystemExit, match="NAME=PATH"):
         main(["evaluate", "--data", str(tmp_path / "d"), "--checkpoint", "em.pt"])
+
+
+def _result(per_image: dict[str, dict[str, list]], occluded: list[bool]) -> dict:
+    return {"data": "d", "threshold": 0.5, "ids": [str(i) for i in range(len(occluded))], "occluded": occluded,
+            "methods": {name: {"per_image": {k: per.get(k, [0.5] * len(occluded)) for k in ev.VALUE_KEYS}}
+                        for name, per in per_image.items()}}
+
+
+def test_paired_differences_match_numpy():
+    rng = np.random.default_rng(4)
+    occ = [bool(v) for v in rng.random(9) < 0.6]
+    base = {"f1": list(rng.random(9)), "rmse": list(rng.uniform(10, 40, 9))}
+    prop = {"f1": [v + d for v, d in zip(base["f1"], rng.normal(0.05, 0.02, 9))], "rmse": list(rng.uniform(10, 40, 9))}
+    prop["f1"][2] = None  # an undefined per-image F1 leaves that pair out
+    res = ev.paired_differences(_result({"Pretrained": base, "Proposed": prop}, occ), "Pretrained")
+    assert list(res) == ["Proposed"] and set(res["Proposed"]) == set(ev.SUBSETS)
+    for subset, pick in (("Occluded", np.array(occ)), ("Overall", np.ones(9, bool))):
+        for key, lower in (("f1", False), ("rmse", True)):
+            a = np.array([np.nan if v is None else v for v in prop[key]])[pick]
+            b = np.array(base[key])[pick]
+            ok = ~np.isnan(a)
+            d = a[ok] - b[ok]
+            got = res["Proposed"][subset][key]
+            assert got.count == d.size and math.isclose(got.mean, d.mean(), rel_tol=1e-12)
+            assert math.isclose(got.sem, d.std(ddof=1) / math.sqrt(d.size), rel_tol=1e-9)
+            assert got.better == int(((d < 0) if lower else (d > 0)).sum())
+    result = _result({"Pretrained": base, "Proposed": prop}, occ)
+    for m in result["methods"].values():
+        vals = {k: np.array([np.nan if v is None else v for v in m["per_image"][k]]) for k in ev.VALUE_KEYS}
+        m["summary"] = ev.summarise_by_subset({**vals, "occluded": np.array(occ)})
+    text = ev.format_report(result, paired_with="Pretrained")
+    assert "Paired with Pretrained" in text and f"({res['Proposed']['Occluded']['f1'].better}/" in text
+    with pytest.raises(KeyError, match="no method 'MoFA'"):
+        ev.paired_differences(_result({"Pretrained": base}, occ), "MoFA")
+    with pytest.raises(KeyError, match="not per-image"):
+        ev.paired_differences(_result({"Pretrained": base}, occ), "Pretrained", keys=("psnr",))

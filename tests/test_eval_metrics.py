@@ -180,3 +180,23 @@ def test_bad_input_names_the_argument():
         summarise([1.0, float("inf")])
     with pytest.raises(TypeError, match="values"):
         summarise(["a"])
+
+
+def test_paired_difference_closed_form():
+    from occrecon.eval import PairedDifference, paired_difference
+
+    d = paired_difference([0.5, 0.7, float("nan"), 0.9], [0.4, 0.8, 0.3, 0.6])  # pairs: +0.1, −0.1, +0.3
+    assert d.count == 3 and d.better == 2
+    assert math.isclose(d.mean, 0.1, abs_tol=1e-12)
+    assert math.isclose(d.sem, 0.2 / math.sqrt(3), rel_tol=1e-9)  # std(ddof=1) of (0.1, −0.1, 0.3) = 0.2
+    assert d.format() == "+0.100 ± 0.115 (2/3)"
+    assert paired_difference([3.0, 5.0], [4.0, 4.0], lower_is_better=True).better == 1
+    one = paired_difference([1.0], [0.5])
+    assert one.count == 1 and math.isnan(one.sem) and one.format(1) == "+0.5 (1/1)"
+    empty = paired_difference([float("nan")], [1.0])
+    assert empty == PairedDifference(empty.mean, empty.sem, 0, 0) and empty.format() == "-"
+    assert empty.as_dict() == {"mean": None, "sem": None, "count": 0, "better": 0}
+    with pytest.raises(ValueError, match="equal length"):
+        paired_difference([1.0, 2.0], [1.0])
+    with pytest.raises(ValueError, match="infinite"):
+        paired_difference([1.0, float("inf")], [1.0, 2.0])

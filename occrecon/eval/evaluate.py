@@ -16,6 +16,11 @@ Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects th
 Per image: ACC/PPV/TPR/F1 inside Φ, binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
 inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image would be); the occlusion fraction
 ``1 − Σ M / Σ Φ``. Summaries (mean ± std, NaN-aware) on the ``Unoccluded``, ``Occluded`` and ``Overall`` subsets.
+
+``--paired-with NAME`` adds a paired comparison: for every other method, ``method − NAME`` image by image (F1,
+soft F1, RMSE, MAE), as mean ± standard error and the number of images on which the method is better. Between
+images the metrics vary far more (F1 ± 0.2) than between methods on one image, so this, not the difference of two
+``mean ± std`` cells, says whether one method beats another.
 """
 from __future__ import annotations
 
@@ -30,12 +35,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .metrics import DEFAULT_THRESHOLD, Summary, reconstruction_errors, segmentation_metrics, summarise
+from .metrics import (DEFAULT_THRESHOLD, LOWER_IS_BETTER, PairedDifference, Summary, paired_difference,
+                      reconstruction_errors, segmentation_metrics, summarise)
 from .table import format_table
 
 __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
            "held_out_ids",
-           "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "add_parser"]
+           "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "paired_differences",
+           "format_report", "PAIRED_KEYS", "add_parser"]
 
 #: How the scored mask is obtained (see the module docstring).
 SEGMENTATION_MODES = ("unet", "pseudo")
@@ -44,6 +51,8 @@ SUBSETS = ("Unoccluded", "Occluded", "Overall")
 #: Per-image values written to JSON and summarised.
 SEG_KEYS = ("acc", "ppv", "tpr", "f1")
 VALUE_KEYS = SEG_KEYS + tuple(f"soft_{k}" for k in SEG_KEYS) + ("rmse", "mae", "occlusion_fraction")
+#: Per-image values compared by ``--paired-with``: segmentation F1 (binarised and soft) and the reconstruction errors.
+PAIRED_KEYS = ("f1", "soft_f1", "rmse", "mae")
 
 
 @dataclass(frozen=True)
@@ -274,20 +283,56 @@ def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size
             "occluded": [s.occluded for s in samples], "methods": methods}
 
 
-def format_report(result: dict, markdown: bool = False) -> str:
-    """The three tables of an :func:`evaluate` result: hard segmentation, soft segmentation, reconstruction."""
+def paired_differences(result: dict, base: str, keys: Sequence[str] = PAIRED_KEYS
+                       ) -> dict[str, dict[str, dict[str, PairedDifference]]]:
+    """``{method: {subset: {key: PairedDifference}}}``: every other method of an :func:`evaluate` result against the
+    method ``base``, image by image (the same images, so the per-image variation between images cancels; the
+    standard error says whether a difference is more than noise).
+
+    Raises:
+        KeyError: ``base`` is not a method of ``result`` (the message lists them) or a key is not a per-image value.
+    """
+    methods = result["methods"]
+    if base not in methods:
+        raise KeyError(f"paired_with: no method {base!r}; methods: {', '.join(methods)}")
+    unknown = [k for k in keys if k not in VALUE_KEYS]
+    if unknown:
+        raise KeyError(f"keys: not per-image values: {unknown}; known: {', '.join(VALUE_KEYS)}")
+    occ = np.asarray(result["occluded"], dtype=bool)
+    pick = {"Unoccluded": ~occ, "Occluded": occ, "Overall": np.ones_like(occ)}
+
+    def values(name: str, key: str) -> np.ndarray:
+        return np.array([np.nan if v is None else v for v in methods[name]["per_image"][key]], dtype=np.float64)
+
+    return {name: {s: {k: paired_difference(values(name, k)[pick[s]], values(base, k)[pick[s]],
+                                            lower_is_better=k in LOWER_IS_BETTER) for k in keys} for s in SUBSETS}
+            for name in methods if name != base}
+
+
+def format_report(result: dict, markdown: bool = False, paired_with: str | None = None) -> str:
+    """The three tables of an :func:`evaluate` result: hard segmentation, soft segmentation, reconstruction; with
+    ``paired_with``, a fourth: each method minus that one, per image (mean ± standard error, and on how many
+    images it is better)."""
     summaries = {name: m["summary"] for name, m in result["methods"].items()}
     soft = {name: {s: {k: v[f"soft_{k}"] for k in SEG_KEYS} for s, v in by.items()} for name, by in summaries.items()}
     n_occ = sum(result["occluded"])
     n_all = len(result["occluded"])
     counts = f"{n_all - n_occ} unoccluded, {n_occ} occluded images"
-    return "\n\n".join([
+    tables = [
         format_table(summaries, SUBSETS, SEG_KEYS, markdown=markdown,
                      title=f"Segmentation inside the rendered region, M > {result['threshold']} ({counts})"),
         format_table(soft, SUBSETS, SEG_KEYS, markdown=markdown, title="Segmentation, soft M"),
         format_table(summaries, SUBSETS, ("rmse", "mae"), markdown=markdown,
                      title="Reconstruction error over visible face pixels (0-255)"),
-    ])
+    ]
+    if paired_with is not None:
+        diffs = paired_differences(result, paired_with)
+        if diffs:
+            tables.append(format_table(
+                diffs, ("Occluded", "Overall"), PAIRED_KEYS, digits=3, markdown=markdown,
+                title=f"Paired with {paired_with}: method − {paired_with} per image, mean ± standard error "
+                      f"(images where the method is better / images)"))
+    return "\n\n".join(tables)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -302,7 +347,14 @@ def _run(args: argparse.Namespace) -> int:
         ids = held_out_ids(args.data, args.held_out, args.split_seed)
     result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
                       threshold=args.threshold, ids=ids)
-    print(format_report(result, markdown=args.markdown))
+    if args.paired_with is not None and args.paired_with not in result["methods"]:
+        raise SystemExit(f"occrecon evaluate: --paired-with {args.paired_with!r} is not one of the methods: "
+                         f"{', '.join(result['methods'])}")
+    print(format_report(result, markdown=args.markdown, paired_with=args.paired_with))
+    if args.paired_with is not None:
+        result["paired_with"] = {"base": args.paired_with, "methods": {
+            name: {s: {k: v.as_dict() for k, v in by.items()} for s, by in subsets.items()}
+            for name, subsets in paired_differences(result, args.paired_with).items()}}
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +378,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "config; occrecon.data.dataset.split_ids)")
     p.add_argument("--split-seed", type=int, default=0, help="seed of that split (data.split_seed; default 0)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
+    p.add_argument("--paired-with", metavar="NAME",
+                   help="also print every other method minus this one, image by image: mean ± standard error of "
+                        "F1, soft F1, RMSE and MAE, and on how many images it is better")
     p.add_argument("--out", help="write per-image values and summaries to this JSON file")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 __all__ = ["SEGMENTATION_METRICS", "RECONSTRUCTION_METRICS", "PIXEL_SCALE", "DEFAULT_THRESHOLD",
-           "confusion_counts", "segmentation_metrics", "reconstruction_errors", "Summary", "summarise"]
+           "confusion_counts", "segmentation_metrics", "reconstruction_errors", "Summary", "summarise",
+           "PairedDifference", "paired_difference", "LOWER_IS_BETTER"]
 
 #: Names of the segmentation metrics, in the paper's column order.
 SEGMENTATION_METRICS = ("acc", "ppv", "tpr", "f1")
@@ -164,9 +165,12 @@ class Summary:
 
     def as_dict(self) -> dict:
         """JSON-ready dict (NaN becomes None)."""
-        def clean(v: float) -> float | None:
-            return None if math.isnan(v) else v
-        return {"mean": clean(self.mean), "std": clean(self.std), "count": self.count, "skipped": self.skipped}
+        return {"mean": _json_float(self.mean), "std": _json_float(self.std), "count": self.count,
+                "skipped": self.skipped}
+
+
+def _json_float(v: float) -> float | None:
+    return None if math.isnan(v) else v
 
 
 def summarise(values: torch.Tensor | np.ndarray | Iterable[float]) -> Summary:
@@ -195,3 +199,64 @@ def summarise(values: torch.Tensor | np.ndarray | Iterable[float]) -> Summary:
     if ok.size == 0:
         return Summary(float("nan"), float("nan"), 0, int(nan.sum()))
     return Summary(float(ok.mean()), float(ok.std()), int(ok.size), int(nan.sum()))
+
+
+#: Metrics where a smaller value is better (the reconstruction errors); every other metric is better when larger.
+LOWER_IS_BETTER = frozenset(RECONSTRUCTION_METRICS)
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Paired comparison of two methods on the same images: ``method − base`` per image.
+
+    Attributes:
+        mean: mean of the per-image differences over the images where both values are finite (NaN if none).
+        sem: standard error of that mean, ``std(ddof=1) / √count`` (NaN for fewer than 2 pairs).
+        count: how many images had both values.
+        better: on how many of them the method is strictly better than the base (larger, or smaller for
+            :data:`LOWER_IS_BETTER` metrics).
+    """
+
+    mean: float
+    sem: float
+    count: int
+    better: int
+
+    def format(self, digits: int = 3, std: bool = True) -> str:
+        """``"+0.041 ± 0.012 (80/119)"``: signed mean ± standard error, then better/count; ``"-"`` when empty."""
+        if self.count == 0:
+            return "-"
+        text = f"{self.mean:+.{digits}f}"
+        if std and not math.isnan(self.sem):
+            text += f" ± {self.sem:.{digits}f}"
+        return f"{text} ({self.better}/{self.count})"
+
+    def __str__(self) -> str:
+        return self.format()
+
+    def as_dict(self) -> dict:
+        """JSON-ready dict (NaN becomes None)."""
+        return {"mean": _json_float(self.mean), "sem": _json_float(self.sem), "count": self.count,
+                "better": self.better}
+
+
+def paired_difference(values: Iterable[float], base: Iterable[float], lower_is_better: bool = False
+                      ) -> PairedDifference:
+    """:class:`PairedDifference` of per-image ``values`` against ``base`` (same images, same order).
+
+    Pairs with a NaN on either side (an undefined per-image metric) are left out; ±Inf is an error.
+    """
+    a, b = (np.asarray(list(v) if not isinstance(v, np.ndarray) else v, dtype=np.float64) for v in (values, base))
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"values and base: expected two 1-D sequences of equal length, got shapes {a.shape} "
+                         f"and {b.shape}")
+    if np.isinf(a).any() or np.isinf(b).any():
+        raise ValueError("values and base: contain infinite entries")
+    ok = ~(np.isnan(a) | np.isnan(b))
+    d = a[ok] - b[ok]
+    n = int(d.size)
+    if n == 0:
+        return PairedDifference(float("nan"), float("nan"), 0, 0)
+    sem = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    better = int((d < 0).sum() if lower_is_better else (d > 0).sum())
+    return PairedDifference(float(d.mean()), sem, n, better)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from .metrics import SEGMENTATION_METRICS, Summary
+from .metrics import SEGMENTATION_METRICS, PairedDifference, Summary
 
 __all__ = ["format_table", "METRIC_TITLES"]
 
@@ -24,18 +24,19 @@ __all__ = ["format_table", "METRIC_TITLES"]
 METRIC_TITLES = {"acc": "ACC", "ppv": "PPV", "tpr": "TPR", "f1": "F1", "rmse": "RMSE", "mae": "MAE"}
 
 
-def _cell(value: Summary | None, digits: int, std: bool) -> str:
+def _cell(value: Summary | PairedDifference | None, digits: int, std: bool) -> str:
     if value is None:
         return "-"
-    if not isinstance(value, Summary):
-        raise TypeError(f"rows: cells must be Summary objects (from summarise), got {type(value).__name__}")
+    if not isinstance(value, (Summary, PairedDifference)):
+        raise TypeError(f"rows: cells must be Summary objects (from summarise) or PairedDifference objects (from "
+                        f"paired_difference), got {type(value).__name__}")
     return value.format(digits, std)
 
 
 def format_table(rows: Mapping[str, Mapping[str, Mapping[str, Summary]]], subsets: Sequence[str] | None = None,
                  metrics: Sequence[str] = SEGMENTATION_METRICS, *, digits: int = 2, std: bool = True,
                  markdown: bool = False, title: str | None = None) -> str:
-    """Format ``rows[method][subset][metric] -> Summary`` as the paper's table.
+    """Format ``rows[method][subset][metric] -> Summary`` (or :class:`PairedDifference`) as the paper's table.
 
     Args:
         rows: method name → subset name → metric key → :class:`Summary`; row order is the mapping's order.
