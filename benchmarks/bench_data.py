@@ -8,6 +8,7 @@ Compare medians within a group. The augmentation group is per sample; a CPU trai
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 
@@ -17,7 +18,8 @@ import torch
 from PIL import Image
 
 from occrecon.data.align import transform_points, warp_affine
-from occrecon.data.dataset import FaceDataset, augment
+from occrecon.data.dataset import FaceDataset, augment, image_relpath, mask_relpath, write_landmark_table
+from occrecon.data.io import write_mask
 from occrecon.data.ibug import IBUG_FLIP
 from occrecon.data.warp import similarity_matrix
 
@@ -54,16 +56,14 @@ def dataset_dir(tmp_path_factory):
     (root / "images").mkdir()
     (root / "masks").mkdir()
     rng = np.random.default_rng(1)
-    rows, meta = [], []
+    table, meta = {}, []
     for i in range(16):
         sid = f"syn_{i:06d}"
-        Image.fromarray(rng.integers(0, 256, (S, S, 3), dtype=np.uint8)).save(root / "images" / f"{sid}.png")
-        Image.fromarray(((rng.random((S, S)) > 0.3) * 255).astype(np.uint8)).save(
-            root / "masks" / f"{sid}_visible_skin_mask.png")
-        lms = rng.uniform(0.2 * S, 0.8 * S, (68, 2))
-        rows.append(",".join([f"images/{sid}.png"] + [f"{v:.3f}" for v in lms.reshape(-1)]))
-        meta.append(f'{{"id": "{sid}", "kind": "synthetic", "identity": "{sid}", "occluded": false}}')
-    (root / "landmarks.csv").write_text("\n".join(rows) + "\n")
+        Image.fromarray(rng.integers(0, 256, (S, S, 3), dtype=np.uint8)).save(root / image_relpath(sid))
+        write_mask(root / mask_relpath(sid), rng.random((S, S)) > 0.3)
+        table[image_relpath(sid)] = rng.uniform(0.2 * S, 0.8 * S, (68, 2))
+        meta.append(json.dumps({"id": sid, "kind": "synthetic", "identity": sid, "occluded": False}))
+    write_landmark_table(root / "landmarks.csv", table)
     (root / "meta.jsonl").write_text("\n".join(meta) + "\n")
     return root
 

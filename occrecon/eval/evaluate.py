@@ -42,7 +42,7 @@ from .table import format_table
 __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
            "held_out_ids",
            "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "paired_differences",
-           "format_report", "PAIRED_KEYS", "add_parser"]
+           "format_report", "format_paired", "PAIRED_KEYS", "add_parser"]
 
 #: How the scored mask is obtained (see the module docstring).
 SEGMENTATION_MODES = ("unet", "pseudo")
@@ -244,10 +244,15 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
     return result
 
 
+def _subset_masks(occluded) -> dict[str, np.ndarray]:
+    """``{subset: (N,) bool}`` for :data:`SUBSETS` from the per-image ``occluded`` flags."""
+    occ = np.asarray(occluded, dtype=bool)
+    return {"Unoccluded": ~occ, "Occluded": occ, "Overall": np.ones_like(occ)}
+
+
 def summarise_by_subset(values: dict[str, np.ndarray]) -> dict[str, dict[str, Summary]]:
     """``{subset: {key: Summary}}`` over :data:`SUBSETS` from :func:`evaluate_reconstructor`'s output."""
-    occ = np.asarray(values["occluded"], dtype=bool)
-    pick = {"Unoccluded": ~occ, "Occluded": occ, "Overall": np.ones_like(occ)}
+    pick = _subset_masks(values["occluded"])
     return {s: {k: summarise(np.asarray(values[k])[pick[s]]) for k in VALUE_KEYS} for s in SUBSETS}
 
 
@@ -298,8 +303,7 @@ def paired_differences(result: dict, base: str, keys: Sequence[str] = PAIRED_KEY
     unknown = [k for k in keys if k not in VALUE_KEYS]
     if unknown:
         raise KeyError(f"keys: not per-image values: {unknown}; known: {', '.join(VALUE_KEYS)}")
-    occ = np.asarray(result["occluded"], dtype=bool)
-    pick = {"Unoccluded": ~occ, "Occluded": occ, "Overall": np.ones_like(occ)}
+    pick = _subset_masks(result["occluded"])
 
     def values(name: str, key: str) -> np.ndarray:
         return np.array([np.nan if v is None else v for v in methods[name]["per_image"][key]], dtype=np.float64)
@@ -328,11 +332,15 @@ def format_report(result: dict, markdown: bool = False, paired_with: str | None 
     if paired_with is not None:
         diffs = paired_differences(result, paired_with)
         if diffs:
-            tables.append(format_table(
-                diffs, ("Occluded", "Overall"), PAIRED_KEYS, digits=3, markdown=markdown,
-                title=f"Paired with {paired_with}: method − {paired_with} per image, mean ± standard error "
-                      f"(images where the method is better / images)"))
+            tables.append(format_paired(diffs, paired_with, markdown))
     return "\n\n".join(tables)
+
+
+def format_paired(diffs: dict[str, dict[str, dict[str, PairedDifference]]], base: str, markdown: bool = False) -> str:
+    """The table of :func:`paired_differences` (``base``: the method they are taken against)."""
+    return format_table(diffs, ("Occluded", "Overall"), PAIRED_KEYS, digits=3, markdown=markdown,
+                        title=f"Paired with {base}: method − {base} per image, mean ± standard error "
+                              f"(images where the method is better / images)")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -342,19 +350,23 @@ def _run(args: argparse.Namespace) -> int:
         raise SystemExit(f"occrecon evaluate: {exc}") from None
     if args.ids and args.held_out:
         raise SystemExit("occrecon evaluate: give --ids or --held-out, not both")
+    names = [spec.name for spec in specs]
+    if args.paired_with is not None and args.paired_with not in names:
+        raise SystemExit(f"occrecon evaluate: --paired-with {args.paired_with!r} is not one of the methods: "
+                         f"{', '.join(names)}")
     ids = read_id_list(args.ids) if args.ids else None
     if args.held_out:
         ids = held_out_ids(args.data, args.held_out, args.split_seed)
     result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
                       threshold=args.threshold, ids=ids)
-    if args.paired_with is not None and args.paired_with not in result["methods"]:
-        raise SystemExit(f"occrecon evaluate: --paired-with {args.paired_with!r} is not one of the methods: "
-                         f"{', '.join(result['methods'])}")
-    print(format_report(result, markdown=args.markdown, paired_with=args.paired_with))
+    print(format_report(result, markdown=args.markdown))
     if args.paired_with is not None:
+        diffs = paired_differences(result, args.paired_with)
+        if diffs:
+            print("\n" + format_paired(diffs, args.paired_with, args.markdown))
         result["paired_with"] = {"base": args.paired_with, "methods": {
             name: {s: {k: v.as_dict() for k, v in by.items()} for s, by in subsets.items()}
-            for name, subsets in paired_differences(result, args.paired_with).items()}}
+            for name, subsets in diffs.items()}}
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -36,8 +36,8 @@ __all__ = ["Trainer", "TrainingDiverged", "ConfigMismatchError", "HARMLESS_KEYS"
            "resolve_device", "seed_everything", "build_loss_config", "train"]
 
 #: Config keys (glob patterns over dotted keys) that may differ when resuming with ``allow_config_change``:
-#: outputs and their frequencies, the length of stages (extend or shorten a run), the in-memory cache. Anything else changes
-#: what is trained and is always refused.
+#: outputs and their frequencies, the length of stages (extend or shorten a run), the in-memory cache. Anything
+#: else changes what is trained and is always refused.
 HARMLESS_KEYS = ("logging.*", "stages.*.iterations", "data.cache")
 
 LAST = "last.pt"
