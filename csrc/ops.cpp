@@ -9,6 +9,7 @@
 #include <ATen/ops/aminmax.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <deque>
 #include <mutex>
 #include <utility>
@@ -505,5 +506,74 @@ TORCH_LIBRARY_IMPL(occrecon, CPU, m) {
 TORCH_LIBRARY_IMPL(occrecon, CUDA, m) {
   m.impl("sh_shade", &sh_shade_impl);
   m.impl("sh_shade_backward", &sh_shade_backward_impl);
+}
+#endif
+
+// ------------------------------------------------------------------------------------------- vertex_normals
+// Area-weighted vertex normals (math in csrc/common/normals.h): vertices [B,V,3], tri [F,3] int32. The kernels
+// skip triangles with an index outside [0, V) by themselves (they never read out of bounds); the range check
+// here turns such a mesh into an error for direct calls.
+namespace {
+
+void check_normals_inputs(const at::Tensor& vertices, const at::Tensor& tri, double eps, const char* op) {
+  TORCH_CHECK(vertices.dim() == 3 && vertices.size(2) == 3, op, ": vertices must be (B, V, 3), got ",
+              vertices.sizes());
+  check_float(vertices, op, "vertices");
+  TORCH_CHECK(vertices.size(1) < (int64_t(1) << 31) - 1, op, ": too many vertices");
+  TORCH_CHECK(tri.size(0) < (int64_t(1) << 29), op, ": too many triangles");
+  check_tri(tri, vertices.size(1), vertices.device(), op);
+  TORCH_CHECK(eps > 0 && std::isfinite(eps), op, ": eps must be positive and finite, got ", eps);
+}
+
+void check_like(const at::Tensor& t, const at::Tensor& ref, at::IntArrayRef sizes, const char* op, const char* name) {
+  TORCH_CHECK(t.sizes() == sizes && t.scalar_type() == ref.scalar_type() && t.device() == ref.device(), op, ": ",
+              name, " must be ", sizes, " ", ref.scalar_type(), " on ", ref.device(), ", got ", t.sizes(), " ",
+              t.scalar_type(), " on ", t.device());
+}
+
+std::tuple<at::Tensor, at::Tensor> vertex_normals_impl(const at::Tensor& vertices, const at::Tensor& tri, double eps) {
+  check_normals_inputs(vertices, tri, eps, "vertex_normals");
+  const auto v = vertices.contiguous(), t = tri.contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (v.is_cuda()) return occ::cuda::vertex_normals_forward(v, t, eps);
+#endif
+  TORCH_CHECK(v.is_cpu(), "vertex_normals: no kernel for device ", v.device());
+  return occ::cpu::vertex_normals_forward(v, t, eps);
+}
+
+at::Tensor vertex_normals_backward_impl(const at::Tensor& grad_normals, const at::Tensor& vertices,
+                                        const at::Tensor& tri, const at::Tensor& normals, const at::Tensor& norms,
+                                        double eps) {
+  const char* op = "vertex_normals_backward";
+  check_normals_inputs(vertices, tri, eps, op);
+  check_like(grad_normals, vertices, vertices.sizes(), op, "grad_normals");
+  check_like(normals, vertices, vertices.sizes(), op, "normals");
+  check_like(norms, vertices, {vertices.size(0), vertices.size(1)}, op, "norms");
+  const auto g = grad_normals.contiguous(), v = vertices.contiguous(), t = tri.contiguous(),
+             n = normals.contiguous(), r = norms.contiguous();
+#ifdef OCCRECON_WITH_CUDA
+  if (v.is_cuda()) return occ::cuda::vertex_normals_backward(g, v, t, n, r, eps);
+#endif
+  TORCH_CHECK(v.is_cpu(), op, ": no kernel for device ", v.device());
+  return occ::cpu::vertex_normals_backward(g, v, t, n, r, eps);
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(occrecon, m) {
+  m.def("vertex_normals(Tensor vertices, Tensor tri, float eps) -> (Tensor, Tensor)");
+  m.def("vertex_normals_backward(Tensor grad_normals, Tensor vertices, Tensor tri, Tensor normals, Tensor norms, "
+        "float eps) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(occrecon, CPU, m) {
+  m.impl("vertex_normals", &vertex_normals_impl);
+  m.impl("vertex_normals_backward", &vertex_normals_backward_impl);
+}
+
+#ifdef OCCRECON_WITH_CUDA
+TORCH_LIBRARY_IMPL(occrecon, CUDA, m) {
+  m.impl("vertex_normals", &vertex_normals_impl);
+  m.impl("vertex_normals_backward", &vertex_normals_backward_impl);
 }
 #endif

@@ -14,7 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-__all__ = ["neighbour_min", "rasterize", "interpolate", "fragments", "sh_basis", "sh_shade"]
+__all__ = ["neighbour_min", "rasterize", "interpolate", "fragments", "sh_basis", "sh_shade", "vertex_normals"]
 
 
 def neighbour_min(target: torch.Tensor, render: torch.Tensor, k: int = 3,
@@ -396,3 +396,21 @@ def sh_shade(normals: torch.Tensor, albedo: torch.Tensor, gamma: torch.Tensor) -
     flat = y.reshape(b, -1, 9)
     light = torch.bmm(flat, gamma).reshape(normals.shape)     # (B, ..., 3)
     return albedo * light
+
+
+def vertex_normals(vertices: torch.Tensor, tri: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Reference for :func:`occrecon.ops.vertex_normals`: face cross products scattered with ``index_add``,
+    normalised with ``clamp_min(eps)``; plain autograd (differentiable to any order).
+
+    ``vertices (B, V, 3)`` or ``(V, 3)``, ``tri (F, 3)`` integer.
+    """
+    squeeze = vertices.dim() == 2
+    v = vertices.unsqueeze(0) if squeeze else vertices
+    t = tri.long()
+    v0, v1, v2 = v[:, t[:, 0]], v[:, t[:, 1]], v[:, t[:, 2]]
+    face = torch.cross(v1 - v0, v2 - v0, dim=-1)  # (B, F, 3), |face| = 2 * area
+    acc = torch.zeros_like(v)
+    for k in range(3):
+        acc = acc.index_add(1, t[:, k], face)
+    n = acc / acc.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return n[0] if squeeze else n
