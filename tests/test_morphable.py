@@ -154,6 +154,24 @@ def test_load_rejects_bad_files(grid, tmp_path):
         MorphableModel.load(tmp_path / "d.npz")
 
 
+def test_exp_bounds_are_kept_by_save_load_and_crop(grid, tmp_path):
+    model = tiny_model(grid)
+    assert model.exp_bounds is None
+    path = model.save(tmp_path / "pca.npz")
+    with np.load(path) as d:
+        assert "exp_bounds" not in d.files
+    assert MorphableModel.load(path).exp_bounds is None
+    model.exp_bounds = (0.0, 1.0)
+    back = MorphableModel.load(model.save(tmp_path / "blend.npz"))
+    assert back.exp_bounds == (0.0, 1.0) and "exp_bounds=(0.0, 1.0)" in repr(back)
+    assert model.crop(model.mean[:, 0] >= 0).exp_bounds == (0.0, 1.0)
+    verts, tris, _, lm = grid
+    for bad in ((1.0, 0.0), (0.0, float("inf")), (0.0, 0.0)):
+        with pytest.raises(ValueError, match="exp_bounds"):
+            MorphableModel(verts, np.zeros((1, len(verts), 3)), np.zeros((1, len(verts), 3)), np.zeros_like(verts),
+                           np.zeros((0, len(verts), 3)), tris, lm, units="cm", name="x", exp_bounds=bad)
+
+
 def test_crop_reindexes(grid):
     model = tiny_model(grid)
     keep = model.mean[:, 0] >= 0  # right half of the grid

@@ -47,6 +47,7 @@ def test_ict_npz(stem, V, F, tmp_path):
     np.testing.assert_allclose(v, want, atol=2e-4)
     assert model.front_face[model.landmarks].all() and model.skin.all()
     assert np.array_equal(model.front_face.numpy(), front_face_mask(src["mean"], src["lm68"]))
+    assert model.exp_bounds == (0.0, 1.0)  # ARKit-style blendshape weights
 
 
 @needs_shared
@@ -123,6 +124,7 @@ def test_sfm(tmp_path):
     model = load_sfm(_models() / "sfm_3448.npz", albedo_components=5, cache_dir=tmp_path)
     assert (model.n_vertices, model.n_id, model.n_exp, model.units) == (3448, 63, 6, "mm")
     assert np.array_equal(model.landmarks.numpy(), src["lm68_ibug"]) and (model.landmarks == -1).sum() == 18
+    assert model.exp_bounds == (0.0, 1.0)  # SFM's expressions are blendshapes too
     s, e, _, v, _ = _forward_np(model, np.random.default_rng(2))
     B = src["shape_basis_orthonormal"].astype(np.float64)
     for b in range(2):
@@ -161,6 +163,7 @@ def test_bfm2017(tmp_path, grid):
     model = load_model(tmp_path / "bfm.h5")
     assert (model.n_id, model.n_exp, model.n_tex, model.units) == (5, 4, 3, "mm")
     assert (model.landmarks == -1).all() and model.front_face.all()
+    assert model.exp_bounds is None  # BFM's expressions are PCA coefficients in standard deviations
     assert np.array_equal(model.triangles.numpy(), arr["shape/representer/cells"].T)
     s, e, t, v, a = _forward_np(model, rng)
 

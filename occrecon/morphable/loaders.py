@@ -56,11 +56,17 @@ def _check_indices(a: np.ndarray, n: int, key: str, src, allow_missing: bool = F
     return a
 
 
+#: Range of blendshape expression weights (ICT's ARKit-style and SFM's blendshapes).
+BLENDSHAPE_BOUNDS = (0.0, 1.0)
+
+
 def _with_prior_albedo(mean, id_basis, exp_basis, tris, lm, front, skin, *, units, name, exp_names,
                        albedo_components, cache_dir) -> MorphableModel:
+    """A blendshape-expression model (ICT, SFM) with the generic albedo prior."""
     a_mean, a_basis = laplacian_albedo(mean.shape[0], tris, albedo_components, cache_dir)
     return MorphableModel(mean, id_basis, exp_basis, a_mean, a_basis, tris, lm, front, skin, units=units,
-                          name=name, exp_names=exp_names, albedo_source=f"laplacian-prior-K{albedo_components}")
+                          name=name, exp_names=exp_names, albedo_source=f"laplacian-prior-K{albedo_components}",
+                          exp_bounds=BLENDSHAPE_BOUNDS)
 
 
 def _ict_model(mean, id_basis, exp_basis, tris, lm, exp_names, name, src, albedo_components, cache_dir, crop):
@@ -74,7 +80,7 @@ def _ict_model(mean, id_basis, exp_basis, tris, lm, exp_names, name, src, albedo
     id_basis, exp_basis = id_basis.astype(np.float32), exp_basis.astype(np.float32)
     if crop:  # crop first, so that the albedo prior is the cropped mesh's own
         bare = MorphableModel(mean, id_basis, exp_basis, np.zeros_like(mean), np.zeros((0, V, 3), np.float32),
-                              tris, lm, front, None, units="cm", name=name).crop(front)
+                              tris, lm, front, None, units="cm", name=name, exp_bounds=BLENDSHAPE_BOUNDS).crop(front)
         mean, id_basis, exp_basis = (bare.mean.numpy(), bare.id_basis.numpy(), bare.exp_basis.numpy())
         tris, lm, front = bare.triangles.numpy(), bare.landmarks.numpy(), bare.front_face.numpy()
     return _with_prior_albedo(mean, id_basis, exp_basis, tris, lm, front, None, units="cm", name=name,

@@ -43,7 +43,9 @@ class MorphableModel(torch.nn.Module):
     - ``front_face`` ``(V,)`` bool: vertices of the photometric region; ``skin`` ``(V,)`` bool: skin vertices.
 
     Attributes: ``units`` (str), ``name`` (str), ``exp_names`` (list of str, may be empty),
-    ``albedo_source`` (str: 'model' for a learned albedo, else how the generic prior was made).
+    ``albedo_source`` (str: 'model' for a learned albedo, else how the generic prior was made),
+    ``exp_bounds`` (``(lo, hi)`` for blendshape expressions whose weights live in a range, e.g. ICT's and SFM's
+    ``(0.0, 1.0)``; None for PCA expressions in standard deviations, e.g. BFM's).
     """
 
     mean: torch.Tensor
@@ -58,7 +60,7 @@ class MorphableModel(torch.nn.Module):
 
     def __init__(self, mean, id_basis, exp_basis, albedo_mean, albedo_basis, triangles, landmarks,
                  front_face=None, skin=None, *, units: str, name: str, exp_names: Sequence[str] = (),
-                 albedo_source: str = "model"):
+                 albedo_source: str = "model", exp_bounds: tuple[float, float] | None = None):
         super().__init__()
         mean = _as_np(mean, np.float32)
         if mean.ndim != 2 or mean.shape[1] != 3:
@@ -99,6 +101,12 @@ class MorphableModel(torch.nn.Module):
         if self.exp_names and len(self.exp_names) != arrays["exp_basis"].shape[0]:
             raise ValueError(f"exp_names: {len(self.exp_names)} names for {arrays['exp_basis'].shape[0]} modes")
         self.albedo_source = str(albedo_source)
+        if exp_bounds is not None:
+            lo, hi = (float(v) for v in exp_bounds)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+                raise ValueError(f"exp_bounds: expected finite (lo, hi) with lo < hi or None, got {exp_bounds!r}")
+            exp_bounds = (lo, hi)
+        self.exp_bounds = exp_bounds
 
     # ---------------------------------------------------------------------------------------------- sizes
     @property
@@ -124,7 +132,8 @@ class MorphableModel(torch.nn.Module):
 
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, V={self.n_vertices}, F={self.triangles.shape[0]}, n_id={self.n_id}, "
-                f"n_exp={self.n_exp}, n_tex={self.n_tex}, units={self.units!r}, albedo={self.albedo_source!r}")
+                f"n_exp={self.n_exp}, n_tex={self.n_tex}, units={self.units!r}, albedo={self.albedo_source!r}"
+                + (f", exp_bounds={self.exp_bounds}" if self.exp_bounds is not None else ""))
 
     # -------------------------------------------------------------------------------------------- forward
     def _coeffs(self, arg: str, x: torch.Tensor | None, k: int, batch: int) -> torch.Tensor:
@@ -197,19 +206,21 @@ class MorphableModel(torch.nn.Module):
         return MorphableModel(b["mean"][keep], b["id_basis"][:, keep], b["exp_basis"][:, keep],
                               b["albedo_mean"][keep], b["albedo_basis"][:, keep], tri, lm, b["front_face"][keep],
                               b["skin"][keep], units=self.units, name=self.name, exp_names=self.exp_names,
-                              albedo_source=self.albedo_source)
+                              albedo_source=self.albedo_source, exp_bounds=self.exp_bounds)
 
     # ----------------------------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> Path:
         """Write the project's versioned ``.npz`` (uncompressed; ``format_version`` = FORMAT_VERSION; buffers as
-        they are, so a float32 model round-trips bit for bit; ``load`` gives float32)."""
+        they are, so a float32 model round-trips bit for bit; ``load`` gives float32). ``exp_bounds`` is stored
+        as the optional key ``exp_bounds`` (absent for None; files without it load with None)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: getattr(self, k).detach().cpu().numpy() for k in _ARRAY_KEYS}
         with open(path, "wb") as f:  # a file object: numpy would append '.npz' to a bare name otherwise
             np.savez(f, format_version=np.int64(FORMAT_VERSION), units=np.str_(self.units),
                      name=np.str_(self.name), exp_names=np.array(self.exp_names, dtype=np.str_),
-                     albedo_source=np.str_(self.albedo_source), **data)
+                     albedo_source=np.str_(self.albedo_source), **data,
+                     **({} if self.exp_bounds is None else {"exp_bounds": np.array(self.exp_bounds, np.float64)}))
         return path
 
     @classmethod
@@ -229,6 +240,10 @@ class MorphableModel(torch.nn.Module):
             if missing:
                 raise ValueError(f"{path}: key(s) {missing} missing")
             a = {k: d[k] for k in need}
+            bounds = tuple(float(v) for v in d["exp_bounds"]) if "exp_bounds" in d.files else None
+            if bounds is not None and len(bounds) != 2:
+                raise ValueError(f"{path}: key 'exp_bounds' must hold 2 values, got {len(bounds)}")
         return cls(a["mean"], a["id_basis"], a["exp_basis"], a["albedo_mean"], a["albedo_basis"], a["triangles"],
                    a["landmarks"], a["front_face"], a["skin"], units=str(a["units"]), name=str(a["name"]),
-                   exp_names=[str(n) for n in a["exp_names"]], albedo_source=str(a["albedo_source"]))
+                   exp_names=[str(n) for n in a["exp_names"]], albedo_source=str(a["albedo_source"]),
+                   exp_bounds=bounds)
