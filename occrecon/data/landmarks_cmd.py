@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .align import TEMPLATE_SIZE, align_face, transform_points
+from .align import TEMPLATE_SIZE
 from .io import IMAGE_EXTENSIONS, MASK_SUFFIX, ImageReadError, read_image, write_landmarks_csv
+from .prepare import AlignmentError, FaceNotFound, prepare_face
 
 __all__ = ["LandmarkReport", "find_images", "run_landmarks", "add_landmarks_parser"]
 
@@ -69,8 +70,8 @@ def run_landmarks(images_dir: str | Path, out: str | Path, detector, aligned_out
         images_dir: folder scanned recursively (see :func:`find_images`).
         out: landmark CSV to write (authors' format).
         detector: callable ``uint8 (H, W, 3) image -> FaceLandmarks | None`` (e.g. ``DlibDetector()``).
-        aligned_out: if given, ``<aligned_out>/<relative path>.png`` aligned ``size``² crops (Deep3D recipe,
-            :func:`occrecon.data.align.align_face`), ``landmarks.csv`` (the 68 points in crop pixels) and
+        aligned_out: if given, ``<aligned_out>/<relative path>.png`` aligned ``size``² crops (the one photo →
+            aligned face path, :func:`occrecon.data.prepare.prepare_face`), ``landmarks.csv`` (the 68 points in crop pixels) and
             ``transforms.csv`` (``relative_path,m00,m01,m02,m10,m11,m12``: photo → crop affine).
         size: crop size.
         log: called with one message string per problem and a final summary.
@@ -93,26 +94,28 @@ def run_landmarks(images_dir: str | Path, out: str | Path, detector, aligned_out
             report.unreadable.append((rel, str(e)))
             log(f"unreadable: {rel}: {e}")
             continue
-        face = detector(image)
-        if face is None:
+        try:
+            face = prepare_face(image, size, detector=detector)
+        except FaceNotFound:
             report.no_face.append(rel)
             log(f"no face: {rel}")
             continue
-        report.found.append(rel)
-        raw[rel] = face.points
-        if aligned is None:
+        except AlignmentError as e:
+            report.found.append(rel)
+            raw[rel] = e.points.astype(np.float32)
+            if aligned is not None:
+                report.not_aligned.append((rel, str(e)))
+                log(f"not aligned: {rel}: {e}")
             continue
-        try:
-            crop, m = align_face(image, face.five(), size)
-        except ValueError as e:
-            report.not_aligned.append((rel, str(e)))
-            log(f"not aligned: {rel}: {e}")
+        report.found.append(rel)
+        raw[rel] = face.photo_landmarks
+        if aligned is None:
             continue
         crop_rel = Path(rel).with_suffix(".png").as_posix()
         (aligned / crop_rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(crop).save(aligned / crop_rel)
-        crops_lm[crop_rel] = transform_points(face.points, m).astype(np.float32)
-        transforms[crop_rel] = m
+        Image.fromarray(face.crop).save(aligned / crop_rel)
+        crops_lm[crop_rel] = face.landmarks
+        transforms[crop_rel] = face.transform
     write_landmarks_csv(out, raw)
     if aligned is not None:
         aligned.mkdir(parents=True, exist_ok=True)

@@ -235,10 +235,12 @@ def image_sources(include_dev_faces: bool = True) -> list[ImageSource]:
 
 def load_real_faces(size: int = 224, detector=None, include_astronaut: bool = True) -> list[RealFace]:
     """Align the development faces (5-point files) and the astronaut to ``size``², then detect 68 landmarks on each
-    crop with dlib. Faces where dlib finds no face on the crop are reported with a warning (never silently)."""
-    from .align import align_face, five_from_68
+    crop with dlib, through the one photo → aligned face path (:func:`occrecon.data.prepare.prepare_face`). Faces
+    where dlib finds no face on the crop are reported with a warning (never silently)."""
+    from .align import five_from_68
     from .io import read_five_points, read_image
     from .landmarks import DlibDetector, detect_landmarks
+    from .prepare import prepare_face
 
     detector = detector or DlibDetector()
     items: list[tuple[str, np.ndarray, np.ndarray]] = []
@@ -255,12 +257,11 @@ def load_real_faces(size: int = 224, detector=None, include_astronaut: bool = Tr
             items.append(("astronaut", astro, five_from_68(found.points)))
     faces, missing = [], []
     for name, image, five in items:
-        crop, _ = align_face(image, five, size=size)
-        found = detect_landmarks(crop, detector)
-        if found is None:
+        face = prepare_face(image, size, five=five, detector=detector, redetect=True)
+        if face.landmarks is None:
             missing.append(name)
             continue
-        faces.append(RealFace(name, crop, np.asarray(found.points, np.float32)))
+        faces.append(RealFace(name, face.crop, np.asarray(face.landmarks, np.float32)))
     if missing:
         warnings.warn(f"load_real_faces: dlib found no face on the aligned crop of {missing}; skipped")
     if not faces:
