@@ -54,3 +54,15 @@ class ConstantLogitUNet(torch.nn.Module):
 @pytest.fixture
 def constant_logit_unet():
     return ConstantLogitUNet
+
+
+@pytest.fixture(scope="session")
+def ict():
+    """The ICT-FaceKit narrow-face model (shared assets; skipped without them). Do not modify it in place."""
+    from occrecon import assets
+    from occrecon.morphable import load_model
+
+    shared = assets.shared_dir(required=False)
+    if shared is None:
+        pytest.skip("shared assets not present")
+    return load_model(shared / "assets" / "models" / "ict_narrowface.npz")
