@@ -7,6 +7,9 @@ out = rec(images)                      # images (B, 3, 224, 224) float RGB in [0
 out.theta, out.image, out.region, out.mask, out.landmarks
 out.occlusion_fraction                 # (B,) share of Φ the mask rejects
 rec.is_occluded(images)                # (B,) bool
+out = rec(images, landmarks, fit="quality")   # encoder prediction refined per image by the fitting engine
+fitter = Reconstructor.for_model("ict_narrowface.npz", fit="fast")   # no network: fitting only
+out = fitter(images, landmarks)        # landmarks (B, 68, 2) in crop pixels (occrecon.data.prepare)
 ```
 
 The checkpoint is the ``torch.save`` dict of the training workstream (``"format": "occrecon-checkpoint-v1"``, see
@@ -23,6 +26,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
+from .fit.image import check_images
 from .morphable import ParamLayout, load_model
 from .render import FaceRenderer, PerspectiveCamera
 
@@ -53,6 +58,11 @@ class ReconOutput(NamedTuple):
     region: torch.Tensor  #: (B, 1, H, W) rendered region Φ
     mask: torch.Tensor  #: (B, 1, H, W) face mask M = Φ · sigmoid(UNet(I_T, I_R)) in [0, 1]; Φ without a UNet
     landmarks: torch.Tensor  #: (B, 68, 2) projected model landmarks, pixels (x right, y down); NaN if unmapped
+    fit: FitResult | None = None  #: the fitting engine's result when the reconstruction was fitted, else None
+
+    def cpu(self) -> ReconOutput:
+        """A copy with every tensor detached and on the CPU (the fit result stays as it is)."""
+        return ReconOutput(*(x.detach().cpu() for x in self[:5]), self.fit)
 
     @property
     def occlusion_fraction(self) -> torch.Tensor:
@@ -66,23 +76,30 @@ class ReconOutput(NamedTuple):
 
 
 class Reconstructor(torch.nn.Module):
-    """Encoder → renderer → segmentation UNet, in eval mode and without gradients.
+    """Encoder → renderer → segmentation UNet, optionally refined per image by the fitting engine; in eval mode and
+    without gradients.
 
     Args:
         model: the ``MorphableModel`` the encoder was trained for (its ``layout`` must match the encoder's output).
-        encoder: module ``(B, 3, H, W) [0, 1] -> θ (B, layout.size)`` (``occrecon.nets.Encoder``).
+        encoder: module ``(B, 3, H, W) [0, 1] -> θ (B, layout.size)`` (``occrecon.nets.Encoder``), or None: a
+            fitting-only reconstructor (θ starts from the mean face; every call needs landmarks and a fit).
         unet: module ``(target, render) -> logits (B, 1, H, W)`` (``occrecon.nets.UNet``), or None: the mask is
-            then Φ itself.
+            then Φ itself (or, after a fit, the fit's robust E-step).
         renderer: a :class:`~occrecon.render.FaceRenderer` for ``model``; default: the standard framing for
             ``image_size``.
         image_size: crop size when no renderer is given (default 224).
+        fit: the default fit of every call: None (the encoder alone), a preset name (``"fast"``, ``"quality"``)
+            or an :class:`~occrecon.fit.ImageFitConfig`. A fitting-only reconstructor defaults to ``"fast"``.
+        fit_mask: the fit's E-step: ``"robust"`` (eq. 8-9's robust likelihood, smoothed) or ``"unet"`` (this
+            reconstructor's UNet).
     """
 
-    def __init__(self, model, encoder: torch.nn.Module, unet: torch.nn.Module | None = None,
-                 renderer: FaceRenderer | None = None, image_size: int = REFERENCE_SIZE):
+    def __init__(self, model, encoder: torch.nn.Module | None = None, unet: torch.nn.Module | None = None,
+                 renderer: FaceRenderer | None = None, image_size: int = REFERENCE_SIZE,
+                 fit: str | ImageFitConfig | None = None, fit_mask: str = "robust"):
         super().__init__()
-        if not isinstance(encoder, torch.nn.Module):
-            raise TypeError(f"encoder: expected a torch.nn.Module, got {type(encoder).__name__}")
+        if encoder is not None and not isinstance(encoder, torch.nn.Module):
+            raise TypeError(f"encoder: expected a torch.nn.Module or None, got {type(encoder).__name__}")
         if unet is not None and not isinstance(unet, torch.nn.Module):
             raise TypeError(f"unet: expected a torch.nn.Module or None, got {type(unet).__name__}")
         if renderer is None:
@@ -91,11 +108,28 @@ class Reconstructor(torch.nn.Module):
             raise TypeError(f"renderer: expected a FaceRenderer or None, got {type(renderer).__name__}")
         elif renderer.model is not model:
             raise ValueError("renderer: renders a different model than `model`")
+        if fit_mask not in ("robust", "unet"):
+            raise ValueError(f"fit_mask: expected 'robust' or 'unet', got {fit_mask!r}")
+        if fit_mask == "unet" and unet is None:
+            raise ValueError("fit_mask: 'unet' needs a unet")
+        if fit is None and encoder is None:
+            fit = "fast"
+        self.fit = None if fit is None else fit_preset(fit)
+        self.fit_mask = fit_mask
         self.model = model
         self.encoder = encoder
         self.unet = unet
         self.renderer = renderer
         self.eval()
+
+    @classmethod
+    def for_model(cls, model, image_size: int = REFERENCE_SIZE, fit: str | ImageFitConfig = "fast",
+                  device: str | torch.device = "cpu") -> Reconstructor:
+        """A fitting-only reconstructor (no network) for ``model`` (a ``MorphableModel`` or a model file for
+        :func:`occrecon.morphable.load_model`), framing ``image_size``² crops."""
+        if isinstance(model, (str, Path)):
+            model = load_model(model)
+        return cls(model, None, None, FaceRenderer(model, camera=default_camera(image_size)), fit=fit).to(device)
 
     @property
     def layout(self) -> ParamLayout:
@@ -107,64 +141,81 @@ class Reconstructor(torch.nn.Module):
         return self.renderer.camera.image_size
 
     def _check_images(self, images: torch.Tensor) -> None:
-        if not isinstance(images, torch.Tensor):
-            raise TypeError(f"images: expected a torch.Tensor, got {type(images).__name__}")
-        if not images.is_floating_point():
-            raise TypeError(f"images: expected a float tensor in [0, 1], got {images.dtype} (divide uint8 by 255)")
-        h, w = self.image_size
-        if images.dim() != 4 or images.shape[1] != 3 or tuple(images.shape[2:]) != (h, w):
-            raise ValueError(f"images: expected shape (B, 3, {h}, {w}) RGB, got {tuple(images.shape)}")
-        if images.shape[0] == 0:
-            raise ValueError("images: empty batch")
-        if not bool(torch.isfinite(images).all()):
-            raise ValueError("images: contains NaN or Inf values")
-        lo, hi = float(images.min()), float(images.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"images: values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
+        check_images(images, self.image_size)
 
-    def forward(self, images: torch.Tensor) -> ReconOutput:
+    _DEFAULT = object()
+
+    def forward(self, images: torch.Tensor, landmarks: torch.Tensor | None = None,
+                fit: str | ImageFitConfig | None = _DEFAULT) -> ReconOutput:
         """Reconstruct a batch of aligned crops.
 
         Args:
             images: ``(B, 3, H, W)`` float RGB in [0, 1], H x W = :attr:`image_size`, on the nets' device.
+            landmarks: optional ``(B, 68, 2)`` landmarks in crop pixels (NaN where missing), for the fit.
+            fit: this call's fit (a preset name, an ``ImageFitConfig``, or None for the encoder alone); default
+                the reconstructor's :attr:`fit`.
 
         Returns:
-            :class:`ReconOutput` (theta, image, region, mask, landmarks), computed in eval mode without gradients.
+            :class:`ReconOutput` (theta, image, region, mask, landmarks, fit), computed in eval mode without
+            gradients. With a fit, θ is the fitted one, ``mask`` is the UNet's on the fitted render (with
+            ``fit_mask="unet"``) or the fit's robust E-step, and ``fit`` holds the :class:`~occrecon.fit.FitResult`.
+
+        Raises:
+            ValueError: bad images; a fitting-only reconstructor called without landmarks or with ``fit=None``.
         """
         self._check_images(images)
+        cfg = self.fit if fit is self._DEFAULT else (None if fit is None else fit_preset(fit))
+        if self.encoder is None and cfg is None:
+            raise ValueError("fit: a Reconstructor without an encoder can only fit; pass fit='fast' or 'quality'")
+        if self.encoder is None and landmarks is None:
+            raise ValueError("landmarks: a Reconstructor without an encoder needs (B, 68, 2) landmarks to fit")
         was_training = self.training
         self.eval()
+        result = None
         try:
             with torch.no_grad():
-                theta = self.encoder(images)
-                if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (images.shape[0], self.layout.size):
-                    raise RuntimeError(f"encoder: returned {getattr(theta, 'shape', type(theta))}, expected "
-                                       f"({images.shape[0]}, {self.layout.size}) for {self.layout!r}")
-                r = self.renderer(theta)
-                if self.unet is None:
-                    mask = r.mask
+                if self.encoder is not None:
+                    theta = self.encoder(images)
+                    if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (images.shape[0],
+                                                                                      self.layout.size):
+                        raise RuntimeError(f"encoder: returned {getattr(theta, 'shape', type(theta))}, expected "
+                                           f"({images.shape[0]}, {self.layout.size}) for {self.layout!r}")
                 else:
+                    theta = self.layout.zeros(images.shape[0], dtype=images.dtype, device=images.device)
+                if cfg is not None:
+                    unet = self.unet if self.fit_mask == "unet" else None
+                    result = fit_image(self.renderer, images, landmarks, init=theta, config=cfg, unet=unet)
+                    theta = result.theta.to(images.dtype)
+                r = self.renderer(theta)
+                if self.unet is not None and (cfg is None or self.fit_mask == "unet"):
                     mask = r.mask * torch.sigmoid(self.unet(images, r.image))
+                elif cfg is not None:
+                    window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
+                    mask = robust_mask(images, r.image, r.mask, cfg.xi, window)
+                else:
+                    mask = r.mask
         finally:
             self.train(was_training)
-        return ReconOutput(theta, r.image, r.mask, mask, r.landmarks)
+        return ReconOutput(theta, r.image, r.mask, mask, r.landmarks, result)
 
-    def is_occluded(self, images: torch.Tensor, threshold: float = DEFAULT_OCCLUSION_THRESHOLD) -> torch.Tensor:
+    def is_occluded(self, images: torch.Tensor, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
+                    landmarks: torch.Tensor | None = None) -> torch.Tensor:
         """``(B,)`` bool: True where more than ``threshold`` of the rendered region Φ is masked out
         (``ReconOutput.occlusion_fraction > threshold``). Faces with an empty Φ are reported as not occluded.
 
         Args:
             images: as :meth:`forward`.
             threshold: fraction of Φ in [0, 1) (default :data:`DEFAULT_OCCLUSION_THRESHOLD`).
+            landmarks: as :meth:`forward` (needed by a fitting-only reconstructor).
         """
         if not isinstance(threshold, (int, float)) or not 0.0 <= float(threshold) < 1.0:
             raise ValueError(f"threshold: expected a fraction in [0, 1), got {threshold!r}")
-        frac = self(images).occlusion_fraction
+        frac = self(images, landmarks).occlusion_fraction
         return torch.nan_to_num(frac, nan=0.0) > float(threshold)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, model_path: str | Path | None = None, device: str | torch.device = "cpu",
-                        trusted: bool = False) -> Reconstructor:
+                        trusted: bool = False, fit: str | ImageFitConfig | None = None) -> Reconstructor:
         """Rebuild the nets of a training checkpoint and load their weights.
 
         Args:
@@ -178,12 +229,15 @@ class Reconstructor(torch.nn.Module):
                 checkpoint's folder and the shared asset folder.
             device: where the nets live.
             trusted: unpickle arbitrary objects (only for checkpoints from a trusted source).
+            fit: the default fit of every call (see the class), None for the encoder alone.
 
         Raises:
             ValueError: wrong format, missing keys, a layout that does not match the face model, or weights that do
                 not fit the rebuilt nets (the message names the entry).
         """
-        return cls._from_checkpoint_dict(read_checkpoint(path, trusted=trusted), Path(path), model_path, device)
+        rec = cls._from_checkpoint_dict(read_checkpoint(path, trusted=trusted), Path(path), model_path, device)
+        rec.fit = None if fit is None else fit_preset(fit)
+        return rec
 
     @classmethod
     def _from_checkpoint_dict(cls, ckpt: Mapping, path: Path, model_path: str | Path | None,

@@ -1,17 +1,21 @@
-"""``occrecon reconstruct``: photos → occlusion-robust 3D face reconstructions with a trained checkpoint.
+"""``occrecon reconstruct``: photos → occlusion-robust 3D face reconstructions, with a trained checkpoint, the
+fitting engine, or both.
 
-For every photo: read it (:func:`occrecon.data.io.read_image`), find the face (dlib's 68 landmarks, or a 5-point
-file per photo), align it to the training crop (:func:`occrecon.data.align.align_face`), then run the
-:class:`~occrecon.api.Reconstructor`: θ, the rendered face I_R, the rendered region Φ and the face mask M. Writes
-per photo ``<name>_overlay.png`` (aligned target | render over target | mask: occluded pixels of Φ in red),
+For every photo: the one photo → aligned face path (:func:`occrecon.data.prepare.prepare_photo`: dlib's 68
+landmarks, or a 5-point file per photo plus dlib on the aligned crop), then the :class:`~occrecon.api.Reconstructor`:
+θ, the rendered face I_R, the rendered region Φ and the face mask M. With ``--fit fast|quality`` the encoder's
+prediction is refined per photo by the fitting engine (:func:`occrecon.fit.fit_image`); with ``--model MODEL.npz``
+and no checkpoint the face is fitted from the mean face (no network at all). Writes per photo
+``<name>_overlay.png`` (aligned target | render over target | mask: occluded pixels of Φ in red),
 ``<name>.obj`` (the reconstructed shape with its albedo, in model units) and ``<name>.json`` (θ by group,
-occlusion fraction, the crop transform); prints one line per photo and reports every photo without a face or
-unreadable (never skipped silently).
+occlusion fraction, the crop transform, the fit's flags); prints one line per photo and reports every photo
+without a face or unreadable (never skipped silently).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +24,8 @@ import torch
 from PIL import Image
 
 from .api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor
-from .data.align import align_face
-from .data.io import IMAGE_EXTENSIONS, ImageReadError, read_five_points, read_image
-from .data.landmarks import detect_landmarks
+from .data.io import IMAGE_EXTENSIONS, ImageReadError
+from .data.prepare import AlignmentError, FaceNotFound, prepare_photo
 from .morphable.export import write_obj
 
 
@@ -62,18 +65,19 @@ def overlay(target: torch.Tensor, out, index: int) -> np.ndarray:
 
 
 def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Path, *, points_dir: Path | None = None,
-                       detector=None, batch_size: int = 8,
-                       threshold: float = DEFAULT_OCCLUSION_THRESHOLD) -> ReconstructionReport:
+                       detector=None, batch_size: int = 8, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
+                       log=None) -> ReconstructionReport:
     """Reconstruct each photo of ``paths`` (see the module docstring); writes into ``out_dir``.
 
     Args:
         paths: photo files.
-        rec: a :class:`Reconstructor` (its ``image_size`` sets the crop size).
+        rec: a :class:`Reconstructor` (its ``image_size`` sets the crop size, its ``fit`` whether to fit).
         out_dir: output folder (created).
         points_dir: folder with ``<stem>.txt`` 5-point files; photos without one fall back to dlib.
-        detector: landmark detector for :func:`occrecon.data.landmarks.detect_landmarks` (default dlib).
+        detector: landmark detector for :func:`occrecon.data.prepare.prepare_face` (default dlib).
         batch_size: crops per network batch.
         threshold: occlusion fraction above which a face is reported as occluded.
+        log: called with a progress line per batch (None: quiet).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -81,38 +85,39 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     size = rec.image_size[0]
     report = ReconstructionReport()
-    crops, metas = [], []
+    crops, lms, metas = [], [], []
     for path in paths:
+        five_file = points_dir / f"{path.stem}.txt" if points_dir is not None else None
         try:
-            image = read_image(path)
+            face = prepare_photo(path, size, five_file=five_file, detector=detector, redetect=rec.fit is not None)
         except ImageReadError as e:
             report.failures.append((str(path), f"unreadable: {e}"))
             continue
-        five_file = points_dir / f"{path.stem}.txt" if points_dir is not None else None
-        if five_file is not None and five_file.exists():
-            five, source = read_five_points(five_file), "5-point file"
-        else:
-            face = detect_landmarks(image, detector)
-            if face is None:
-                report.failures.append((str(path), "no face found"))
-                continue
-            five, source = face.five(), "dlib"
-        try:
-            crop, m = align_face(image, five, size)
-        except ValueError as e:
-            report.failures.append((str(path), f"alignment failed: {e}"))
+        except FaceNotFound:
+            report.failures.append((str(path), "no face found"))
             continue
-        crops.append(torch.from_numpy(crop).permute(2, 0, 1).float() / 255.0)
-        metas.append({"image": str(path), "landmarks_from": source, "crop_transform": m.tolist()})
+        except AlignmentError as e:
+            report.failures.append((str(path), str(e)))
+            continue
+        if face.landmarks is None and rec.encoder is None:
+            report.failures.append((str(path), "no 68 landmarks found on the aligned crop (the fit needs them)"))
+            continue
+        crops.append(torch.from_numpy(face.crop).permute(2, 0, 1).float() / 255.0)
+        lms.append(torch.from_numpy(face.landmarks) if face.landmarks is not None
+                   else torch.full((68, 2), float("nan")))
+        metas.append({"image": str(path), "landmarks_from": face.source, "crop_transform": face.transform.tolist()})
 
-    device = next(rec.encoder.parameters()).device
+    device = rec.renderer.tri.device
     for start in range(0, len(crops), batch_size):
         batch = torch.stack(crops[start:start + batch_size])
-        out = rec(batch.to(device))
-        out = type(out)(*(x.detach().cpu() for x in out))
+        lm = torch.stack(lms[start:start + batch_size])
+        out = rec(batch.to(device), lm.to(device) if rec.fit is not None else None)
+        fit = out.fit
+        out = out.cpu()
         fractions = out.occlusion_fraction
         parts = rec.layout.split(out.theta)
-        verts, albedo = rec.model(parts["id"], parts["exp"], parts["tex"])
+        with torch.no_grad():
+            verts, albedo = rec.model(parts["id"], parts["exp"], parts["tex"])
         for i, meta in enumerate(metas[start:start + batch_size]):
             stem = Path(meta["image"]).stem
             Image.fromarray(overlay(batch, out, i)).save(out_dir / f"{stem}_overlay.png")
@@ -121,20 +126,46 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
             meta.update(occlusion_fraction=None if np.isnan(frac) else frac,
                         occluded=bool(np.nan_to_num(frac) > threshold),
                         theta={k: v[i].tolist() for k, v in parts.items()})
+            if fit is not None:
+                lm_err = None
+                if fit.landmark_fit is not None and not bool(fit.landmark_fit.failed[i]):
+                    lm_err = float(fit.landmark_fit.error[i]) / fit.scale
+                meta["fit"] = {"converged": bool(fit.converged[i]), "diverged": bool(fit.diverged[i]),
+                               "landmark_error_px": lm_err, "light_inliers": float(fit.light_inliers[i])}
             (out_dir / f"{stem}.json").write_text(json.dumps(meta, indent=1))
             report.results.append(meta)
+        if log is not None:
+            log(f"  {min(start + batch_size, len(crops))}/{len(crops)} faces reconstructed")
     return report
 
 
+def _make_reconstructor(args: argparse.Namespace) -> Reconstructor:
+    if args.checkpoint is None and args.model is not None:  # no network: pure fitting
+        return Reconstructor.for_model(args.model, image_size=args.size, fit=args.fit or "fast", device=args.device)
+    from .demo import BUNDLED_CHECKPOINT
+
+    ckpt = args.checkpoint if args.checkpoint is not None else BUNDLED_CHECKPOINT
+    return Reconstructor.from_checkpoint(ckpt, model_path=args.model, device=args.device, fit=args.fit)
+
+
 def _run(args: argparse.Namespace) -> int:
-    rec = Reconstructor.from_checkpoint(args.checkpoint, model_path=args.model, device=args.device)
-    paths = collect_images(args.images)
+    try:
+        if args.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {args.device}: no CUDA device is available on this machine")
+        rec = _make_reconstructor(args)
+        paths = collect_images(args.images)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"occrecon reconstruct: error: {e}", file=sys.stderr)
+        return 2
+    mode = ("fitting only" if rec.encoder is None else "encoder") + (f" + fit ({args.fit or 'fast'})"
+                                                                      if rec.fit is not None and rec.encoder else "")
+    print(f"{len(paths)} photo(s); {mode}")
     report = reconstruct_photos(paths, rec, args.out, points_dir=Path(args.points_dir) if args.points_dir else None,
-                                batch_size=args.batch_size, threshold=args.threshold)
-    print(f"{'photo':40s} {'landmarks':>13s} {'occluded':>9s} {'fraction':>9s}")
+                                batch_size=args.batch_size, threshold=args.threshold, log=print)
+    print(f"{'photo':40s} {'landmarks':>24s} {'occluded':>9s} {'fraction':>9s}")
     for r in report.results:
         frac = "n/a" if r["occlusion_fraction"] is None else f"{r['occlusion_fraction']:.3f}"
-        print(f"{Path(r['image']).name[:40]:40s} {r['landmarks_from']:>13s} {str(r['occluded']):>9s} {frac:>9s}")
+        print(f"{Path(r['image']).name[:40]:40s} {r['landmarks_from'][:24]:>24s} {str(r['occluded']):>9s} {frac:>9s}")
     for path, why in report.failures:
         print(f"NOT RECONSTRUCTED {path}: {why}")
     print(f"{len(report.results)} reconstructed, {len(report.failures)} not; wrote {args.out}/<name>_overlay.png, "
@@ -143,11 +174,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("reconstruct", help="photos -> 3D face, render and occlusion mask with a trained checkpoint")
+    from .fit import FIT_PRESETS
+
+    p = sub.add_parser("reconstruct", help="photos -> 3D face, render and occlusion mask (a checkpoint, the fitting "
+                                           "engine, or both)")
     p.add_argument("images", nargs="+", help="photo files and/or folders of photos")
-    p.add_argument("--checkpoint", required=True, help="a training checkpoint (occrecon train)")
+    p.add_argument("--checkpoint", help="a training checkpoint (default: the bundled one, unless --model is given "
+                                        "alone: then the face is fitted without a network)")
+    p.add_argument("--fit", nargs="?", const="fast", choices=sorted(FIT_PRESETS),
+                   help="refine each face with the fitting engine (preset; 'fast' when given without one)")
     p.add_argument("--out", default="reconstruct_out", help="output folder (default: reconstruct_out)")
-    p.add_argument("--model", help="face model file overriding the checkpoint's")
+    p.add_argument("--model", help="face model file: overrides the checkpoint's, or, without --checkpoint, fit this "
+                                   "model with no network")
+    p.add_argument("--size", type=int, default=224, help="crop size when fitting without a checkpoint (default 224)")
     p.add_argument("--points-dir", help="folder of <stem>.txt 5-point files (else dlib finds the face)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threshold", type=float, default=DEFAULT_OCCLUSION_THRESHOLD,
