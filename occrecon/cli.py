@@ -110,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from .train.cli import add_parser as add_train_parser
     add_train_parser(sub)
     __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
+    __import__("occrecon.eval.fitting", fromlist=["add_parser"]).add_parser(sub)
     __import__("occrecon.reconstruct", fromlist=["add_parser"]).add_parser(sub)
     args = parser.parse_args(argv)
     return args.func(args)
