@@ -160,6 +160,25 @@ def _albedo_mean(model, theta: torch.Tensor) -> torch.Tensor:
     return alb[:, front].mean(1)
 
 
+#: Visible vertices per face (an area-weighted sample) on which the light of two fits is compared.
+SEEN_VERTICES = 256
+
+
+def _seen_normals_basis(renderer, theta: torch.Tensor, images: torch.Tensor) -> np.ndarray:
+    """``(B, SEEN_VERTICES, 9)`` SH basis of the camera-space normals of an area-weighted random sample of the
+    vertices the fit sees (fixed seed)."""
+    from ..fit import visible_vertices
+    from ..ops.reference import sh_basis
+
+    obs = visible_vertices(renderer, theta, images)
+    g = torch.Generator().manual_seed(0)
+    logu = torch.rand(obs.area.shape[1], generator=g).clamp_min(1e-30).log()[None]
+    keys = torch.where(obs.area > 0, logu / obs.area.clamp_min(1e-30), torch.full_like(obs.area, -math.inf))
+    idx = keys.topk(SEEN_VERTICES, -1).indices
+    n = torch.gather(obs.normals, 1, idx[..., None].expand(-1, -1, 3))
+    return sh_basis(n).numpy()
+
+
 def _full_gamma(theta: torch.Tensor, layout, ambient: float) -> torch.Tensor:
     g = theta[:, layout.slice("gamma")].reshape(-1, 3, 9).clone()
     g[:, :, 0] += ambient
@@ -187,14 +206,7 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
     size = pairs[0][0].crop.shape[0]
     renderer = FaceRenderer(model, camera=default_camera(size))
     mapped = (model.landmarks >= 0).numpy()
-    from ..ops.reference import sh_basis
-    from ..render.normals import vertex_normals
-
-    with torch.no_grad():
-        normals = vertex_normals(model.mean[None], renderer.tri)[0]
-        drawn = torch.zeros(model.n_vertices, dtype=torch.bool)
-        drawn[renderer.tri.reshape(-1).long()] = True
-    out: dict = {"ids": {}, "clean": {}, "occluded": {}, "normals_basis": sh_basis(normals[drawn]).numpy()}
+    out: dict = {"ids": {}, "clean": {}, "occluded": {}}
     for version in ("clean", "occluded"):
         cases = [p[0] if version == "clean" else p[1] for p in pairs]
         keep = [i for i, c in enumerate(cases) if c is not None]
@@ -224,6 +236,8 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                                           mask=eo.mask, eq9=pseudo_mask(img, eo.image, eo.region, PAPER_XI),
                                           eq9_smooth=robust_mask(img, eo.image, eo.region, cfg.xi, cfg.mask_window))
             fr = fit_image(renderer, img, lm, config=cfg)
+            if version == "clean":  # where the clean fit sees the face: the normals the light is compared on
+                put("fit", "seen_normals_basis", _seen_normals_basis(renderer, fr.theta, img))
             if fr.landmark_fit is not None:
                 with torch.no_grad():
                     first = renderer(fr.initial_theta)
@@ -271,7 +285,7 @@ def other_idx(n: int) -> np.ndarray:
     return np.roll(np.arange(n), 1)
 
 
-def _light_closeness(result: dict, method: str, normals_basis: np.ndarray) -> dict:
+def _light_closeness(result: dict, method: str) -> dict:
     """The occluded fit's light and mean albedo against the clean fit's, for the faces in both versions."""
     ids_c, ids_o = result["ids"]["clean"], result["ids"]["occluded"]
     common = [i for i in ids_o if i in set(ids_c)]
@@ -280,12 +294,17 @@ def _light_closeness(result: dict, method: str, normals_basis: np.ndarray) -> di
     gc, go = result["clean"][method]["gamma"][ic], result["occluded"][method]["gamma"][io]
     ac, ao = result["clean"][method]["albedo"][ic], result["occluded"][method]["albedo"][io]
     rel = np.linalg.norm(go - gc, axis=1) / np.linalg.norm(gc, axis=1)
-    # the shading these coefficients give the mean face's vertex normals (frontal pose): far better conditioned
-    # than the coefficients themselves, whose higher bands are nearly collinear over a face's normals
-    shade_c, shade_o = (np.einsum("vk,bck->bvc", normals_basis, g.reshape(-1, 3, 9)) for g in (gc, go))
-    shade_rel = np.sqrt(((shade_o - shade_c) ** 2).mean((1, 2))) / np.sqrt((shade_c ** 2).mean((1, 2)))
-    shade_other = np.sqrt(((shade_c[other_idx(len(ic))] - shade_c) ** 2).mean((1, 2))) / np.sqrt(
-        (shade_c ** 2).mean((1, 2)))
+    # the shading these coefficients give the normals the clean fit sees: far better conditioned than the
+    # coefficients themselves, whose higher bands are nearly collinear over the normals of one side of a face
+    seen = result["clean"][method]["seen_normals_basis"][ic]  # (N, n, 9)
+
+    def shading(g):
+        return np.einsum("bnk,bck->bnc", seen, g.reshape(-1, 3, 9))
+
+    shade_c, shade_o, shade_x = shading(gc), shading(go), shading(gc[other_idx(len(ic))])
+    norm = np.sqrt((shade_c ** 2).mean((1, 2)))
+    shade_rel = np.sqrt(((shade_o - shade_c) ** 2).mean((1, 2))) / norm
+    shade_other = np.sqrt(((shade_x - shade_c) ** 2).mean((1, 2))) / norm
     # the same distance between different people's clean fits, as a scale: face i against face i + 1
     other = other_idx(len(ic))
     rel_other = np.linalg.norm(gc[other] - gc, axis=1) / np.linalg.norm(gc, axis=1)
@@ -356,12 +375,12 @@ def format_fit_report(result: dict, markdown: bool = True) -> str:
                      paired_difference(d[prefix + "f1"], d["all_visible_f1"]).format(3), "", "", "", ""])
     lines.append("")
     if "gamma" in result["clean"].get("fit", {}):
-        lc = _light_closeness(result, "fit", np.asarray(result["normals_basis"]))
+        lc = _light_closeness(result, "fit")
         lines.append("Light and albedo of the occluded-photo fit against the clean-photo fit of the same face "
                      "(median ± SE; in brackets the same distance between two different people's clean fits):")
         lines.append(f"- SH coefficients, ‖γ_occ − γ_clean‖ / ‖γ_clean‖: {med(lc['sh_relative'])} "
                      f"({med(lc['sh_relative_other_face'])})")
-        lines.append(f"- the shading they give the mean face's normals, relative RMS difference: "
+        lines.append(f"- the shading they give the normals the clean fit sees, relative RMS difference: "
                      f"{med(lc['shading_relative'])} ({med(lc['shading_relative_other_face'])})")
         lines.append(f"- mean albedo, mean |Δ| over RGB (0-255): {med(lc['albedo_abs_255'], 2)} "
                      f"({med(lc['albedo_abs_255_other_face'], 2)})")
@@ -371,8 +390,8 @@ def format_fit_report(result: dict, markdown: bool = True) -> str:
     return "\n".join(lines)
 
 
-def save_figure(pairs, result_images: dict, path: Path, rows: int = 6) -> Path:
-    """photo | encoder render | fitted render | fitted mask, clean then occluded, for the first ``rows`` faces."""
+def save_figure(pairs, result_images: dict, path: Path, rows: int = 8) -> Path:
+    """photo | encoder render | fitted render | fitted mask, clean then occluded, one face per row."""
     from PIL import Image
 
     blocks = []
@@ -391,13 +410,14 @@ def save_figure(pairs, result_images: dict, path: Path, rows: int = 6) -> Path:
     return path
 
 
-def figure_images(pairs, *, model, fit_config, encoder_rec, rows: int = 6) -> dict:
-    """The panels of :func:`save_figure` for the first ``rows`` faces with both versions."""
+def figure_images(pairs, *, model, fit_config, encoder_rec, rows: int = 8) -> dict:
+    """The panels of :func:`save_figure` for ``rows`` faces spread evenly over ``pairs`` (both versions)."""
     from ..api import default_camera
     from ..fit import fit_image
     from ..render import FaceRenderer
 
-    chosen = [p for p in pairs if p[1] is not None][:rows]
+    usable = [p for p in pairs if p[1] is not None]
+    chosen = [usable[int(i)] for i in np.linspace(0, len(usable) - 1, min(rows, len(usable)))]  # spread out
     out = {"clean": [], "occluded": []}
     size = chosen[0][0].crop.shape[0]
     renderer = FaceRenderer(model, camera=default_camera(size))
@@ -420,11 +440,17 @@ def figure_images(pairs, *, model, fit_config, encoder_rec, rows: int = 6) -> di
 
 
 def _json(result: dict) -> dict:
+    """JSON-ready copy (NaN → None; the per-face normal samples, only needed for the report, left out)."""
+    def clean(v):
+        if isinstance(v, list):
+            return [clean(x) for x in v]
+        return None if isinstance(v, float) and math.isnan(v) else v
+
     def conv(x):
         if isinstance(x, np.ndarray):
-            return [None if (isinstance(v, float) and math.isnan(v)) else v for v in x.tolist()]
+            return clean(x.tolist())
         if isinstance(x, dict):
-            return {k: conv(v) for k, v in x.items()}
+            return {k: conv(v) for k, v in x.items() if k != "seen_normals_basis"}
         return x
 
     return conv(result)

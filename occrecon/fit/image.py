@@ -8,12 +8,17 @@ Schedule (:class:`~occrecon.fit.ImageFitConfig`), batched over faces, no Python 
    (:func:`~occrecon.fit.light.ransac_light`), so that an occluder does not drive the light; the estimate is
    also the mean of the M-step's light prior.
 3. **EM rounds.** E-step: which pixels are face. Without a UNet, eq. 8-9's robust likelihood: a pixel of Φ is
-   face when the squared RGB error is below ξ; the log-likelihood ratio ``(ξ − ‖I_T − I_R‖²) / 2σ²`` is first
-   averaged over a ``mask_window``² box (a mean-field stand-in for an MRF prior: a thin unexplained structure —
-   brows, lips, eyelids — is outvoted by the skin around it, a large coherent occluder is not). With a UNet:
-   ``M = Φ · σ(UNet(I_T, I_R))``. M-step: ``steps`` Adam steps on θ through the differentiable renderer with
-   the masked photometric term (plain, or eq. 1's neighbourhood-min), the robust landmark term, Gaussian priors
-   on identity, expression and albedo, the model's expression range (projection), and the light prior.
+   face when the squared RGB error is below ξ; the log-likelihood ratio ``ξ − ‖I_T − I_R‖²`` is first averaged
+   over a ``mask_window``² box (a mean-field stand-in for an MRF prior: a thin, moderately unexplained structure —
+   brows, lips, eyelids — is outvoted by the skin around it; a large coherent occluder is not). The M-step's pixel
+   weights use the stricter ``xi_fit`` (leaving a doubtful pixel out costs the fit little, fitting an occluder's
+   colour costs it the light and the albedo); the returned mask uses ξ. With a UNet: ``M = Φ · σ(UNet(I_T, I_R))``.
+   After the E-step each detected landmark is trusted by the share of face pixels around it
+   (:func:`landmark_trust`), and the landmark fit runs again with those weights (a detection inside an occluder
+   stops pulling the geometry; the prior fills in). M-step: ``steps`` Adam steps on θ through the differentiable
+   renderer with the masked photometric term (plain, or eq. 1's neighbourhood-min), the robust landmark term,
+   Gaussian priors on identity, expression and albedo, the model's expression range (projection), and the light
+   prior towards the RANSAC estimate.
 4. **Final E-step** on the final render: the returned mask.
 
 Divergence: a face whose loss becomes non-finite, or rises above its best loss of the round by more than
@@ -101,15 +106,28 @@ def scaled_renderer(renderer: FaceRenderer, size: int) -> FaceRenderer:
                         use_antialias=renderer.use_antialias).to(renderer.tri.device)
 
 
-def _box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over a k × k window (zero padding counted as absent): ``(B, 1, H, W)``."""
+def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Sum over the k × k window around each pixel (zero outside the image), ``(B, C, H, W)``; O(H·W) for any k
+    (cumulative sums, separable), exact to float rounding."""
     if k <= 1:
         return x
-    pad = k // 2
-    ones = torch.ones_like(x)
-    num = torch.nn.functional.avg_pool2d(x, k, stride=1, padding=pad, count_include_pad=True)
-    den = torch.nn.functional.avg_pool2d(ones, k, stride=1, padding=pad, count_include_pad=True)
-    return num / den.clamp_min(1e-12)
+    r = k // 2
+    out = x
+    for dim in (2, 3):
+        n = out.shape[dim]
+        pad = [0, 0, 0, 0]
+        pad[(3 - dim) * 2] = r + 1  # before
+        pad[(3 - dim) * 2 + 1] = r  # after
+        c = torch.nn.functional.pad(out, pad).cumsum(dim)
+        out = c.narrow(dim, k, n) - c.narrow(dim, 0, n)
+    return out
+
+
+def _box_mean(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean over a k × k window of the pixels inside the image."""
+    if k <= 1:
+        return x
+    return box_sum(x, k) / box_sum(torch.ones_like(x[:, :1]), k)
 
 
 def robust_mask(target: torch.Tensor, render: torch.Tensor, region: torch.Tensor, xi: float = 0.17,
@@ -224,10 +242,9 @@ def landmark_trust(mask: torch.Tensor, region: torch.Tensor, landmarks: torch.Te
     no rendered pixel nearby (off the face) keep full trust; NaN landmarks get 0."""
     b, _, h, w = mask.shape
     inside = (region > 0.5).to(mask.dtype)
-    face = torch.nn.functional.avg_pool2d(mask * inside, window, stride=1, padding=window // 2,
-                                          count_include_pad=True)
-    drawn = torch.nn.functional.avg_pool2d(inside, window, stride=1, padding=window // 2, count_include_pad=True)
-    frac = torch.where(drawn > 1e-6, face / drawn.clamp_min(1e-6), torch.ones_like(drawn))
+    face = box_sum(mask * inside, window)
+    drawn = box_sum(inside, window)
+    frac = torch.where(drawn > 0.5, face / drawn.clamp_min(1e-6), torch.ones_like(drawn))
     lm = torch.nan_to_num(landmarks, nan=-1e6)
     grid = torch.stack([lm[..., 0] / w * 2 - 1, lm[..., 1] / h * 2 - 1], -1)[:, :, None]
     val = torch.nn.functional.grid_sample(frac, grid.to(frac.dtype), mode="bilinear", padding_mode="border",
@@ -310,7 +327,8 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     obs = visible_vertices(r, theta, targets)
     light = ransac_light(obs, hypotheses=cfg.ransac_hypotheses, sample=cfg.ransac_sample,
-                         threshold=cfg.ransac_threshold, ambient=r.ambient, generator=gen)
+                         threshold=cfg.ransac_threshold, ambient=r.ambient, max_tint=cfg.ransac_max_tint,
+                         max_brightness=cfg.ransac_max_brightness, generator=gen)
     gsl = lay.slice("gamma")
     gamma0 = _gamma_to_theta(light.gamma, r.ambient)
     theta[:, gsl] = torch.where(light.ok[:, None], gamma0, theta[:, gsl])

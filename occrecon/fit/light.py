@@ -3,13 +3,16 @@
 :func:`visible_vertices` says which vertices of a posed face the camera sees (front-facing, not behind another
 part of the face, inside the image and the drawn region Φ) and samples the photo's colour there.
 :func:`ransac_light` then estimates the 27 SH coefficients from those colours as Egger et al. do in their
-occlusion-aware fitting: many hypotheses, each a ridge least-squares fit on a random subset of the visible
+occlusion-aware fitting: many hypotheses, each a ridge least-squares fit on a small random subset of the visible
 vertices, scored by how many vertices they explain within a threshold; the best is refitted on its inliers. An
-occluder covers a minority of the face and is not explained by a smooth light on a skin-coloured albedo, so it
-neither wins the vote nor enters the refit. Batched over faces and hypotheses; deterministic for a generator.
+occluder is not explained by a smooth, near-white light on a skin-coloured albedo, so it neither wins the vote nor
+enters the refit (hypotheses with an implausibly coloured light — the way a uniformly coloured occluder would be
+"explained" — are not counted). Batched over faces and hypotheses; deterministic for a generator, and a face's
+estimate does not depend on the other faces of the batch.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +38,9 @@ class VertexObservations:
         normals: ``(B, V, 3)`` unit camera-space normals.
         albedo: ``(B, V, 3)`` the model's albedo at θ.
         pixels: ``(B, V, 2)`` projections (pixels, x right, y down).
+        area: ``(B, V)`` the image area a visible vertex stands for: a third of its triangles' projected areas
+            (pixels²; 0 where not visible). Meshes are far denser around the eyes and the mouth than on the
+            cheeks: statistics over vertices weighted by this area are statistics over the face's image.
     """
 
     visible: torch.Tensor
@@ -42,6 +48,7 @@ class VertexObservations:
     normals: torch.Tensor
     albedo: torch.Tensor
     pixels: torch.Tensor
+    area: torch.Tensor | None = None
 
 
 def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.Tensor, *,
@@ -82,7 +89,15 @@ def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.
         colour = torch.nn.functional.grid_sample(images.to(v_cam.dtype), grid, mode="bilinear",
                                                  padding_mode="border", align_corners=False)[..., 0].transpose(1, 2)
         colour = colour * visible[..., None].to(colour.dtype)
-    return VertexObservations(visible, colour, normals, albedo, pix)
+        t = renderer.tri.long()
+        p0, p1, p2 = pix[:, t[:, 0]], pix[:, t[:, 1]], pix[:, t[:, 2]]
+        e1, e2 = p1 - p0, p2 - p0
+        tri_area = 0.5 * (e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]).abs()  # (B, F)
+        area = torch.zeros_like(dist)
+        for k in range(3):
+            area = area.index_add(1, t[:, k], tri_area / 3)
+        area = area * visible.to(area.dtype)
+    return VertexObservations(visible, colour, normals, albedo, pix, area)
 
 
 @dataclass
@@ -121,9 +136,10 @@ def plausible_light(gamma: torch.Tensor, max_tint: float = 1.6) -> torch.Tensor:
     return (dc > 0).all(-1) & (ratio <= max_tint).all(-1) & (ratio >= 1 / max_tint).all(-1)
 
 
-def ransac_light(obs: VertexObservations, *, hypotheses: int = 128, sample: int = 6, threshold: float = 0.12,
+def ransac_light(obs: VertexObservations, *, hypotheses: int = 256, sample: int = 4, threshold: float = 0.12,
                  ridge: float = 0.3, ambient: float = 0.8, refits: int = 2, max_tint: float = 1.6,
-                 generator: torch.Generator | None = None, max_score_vertices: int = 1024) -> LightEstimate:
+                 max_brightness: float = 1.5, generator: torch.Generator | None = None,
+                 max_score_vertices: int = 1024) -> LightEstimate:
     """RANSAC estimate of the SH light from :class:`VertexObservations` (see the module docstring).
 
     Each hypothesis fits ``sample`` random visible vertices. A sample smaller than the 9 coefficients per channel is
@@ -142,6 +158,10 @@ def ransac_light(obs: VertexObservations, *, hypotheses: int = 128, sample: int 
         max_tint: hypotheses whose light is implausibly coloured are not counted (:func:`plausible_light`): a
             uniformly coloured occluder is explained perfectly by a tinted ambient light on a skin-coloured albedo,
             and would otherwise win the vote when it covers half the face.
+        max_brightness: hypotheses whose median predicted luminance on the visible vertices differs from the
+            median observed luminance by more than this factor are not counted (a dark light explains dark
+            sunglasses or a dark occluder within an absolute threshold; the median is the skin's as long as an
+            occluder covers less than half of the visible face).
         generator: random generator of the vertex samples (the estimate is deterministic for it).
         max_score_vertices: hypotheses are scored on at most this many visible vertices per face (a fixed random
             subset); the refits use all visible vertices.
@@ -160,34 +180,54 @@ def ransac_light(obs: VertexObservations, *, hypotheses: int = 128, sample: int 
     fit_ridge = torch.full((9,), 1e-3, dtype=dt, device=dev)
     count = vis.sum(1)
     ok = count >= max(MIN_VISIBLE, sample)
-    weights = vis.to(dt) + (~ok)[:, None].to(dt)  # faces without enough vertices: any vertex (result unused)
+    area = obs.area if obs.area is not None else vis.to(dt)
+    area = torch.where(vis, area.to(dt).clamp_min(1e-12), torch.zeros_like(area, dtype=dt))
+    weights = area + (~ok)[:, None].to(dt)  # faces without enough vertices: any vertex (result unused)
     with torch.no_grad():
-        # random keys shared by every face, the top ones among a face's visible vertices taken: a face's samples
-        # depend on the seed and its own visibility only, never on the other faces of the batch
-        keys = torch.rand(hypotheses, v, generator=generator, dtype=dt, device=dev)
-        idx = torch.where(weights[:, None] > 0, keys[None], torch.full_like(keys[None], -1.0)).topk(sample, -1).indices
+        # weighted sampling without replacement by random keys log(u) / w (Efraimidis–Spirakis), the keys shared by
+        # every face: a face's samples depend on the seed and its own vertices only, never on the rest of the batch
+        logu = torch.rand(hypotheses, v, generator=generator, dtype=dt, device=dev).clamp_min(1e-30).log()
+        wk = weights[:, None]
+        keys = torch.where(wk > 0, logu[None] / wk.clamp_min(1e-30), torch.full_like(logu[None], -math.inf))
+        idx = keys.topk(sample, -1).indices
         bi = torch.arange(b, device=dev)[:, None, None]
         g_h = _ridge_solve(design[bi, idx], colour[bi, idx], torch.ones(b, hypotheses, sample, dtype=dt, device=dev),
                            hyp_ridge, prior[:, None])  # (B, H, 9, 3)
         n_score = min(max_score_vertices, v)
-        skeys = torch.rand(v, generator=generator, dtype=dt, device=dev)
-        sidx = torch.where(weights > 0, skeys[None], skeys[None] - 2.0).topk(n_score, -1).indices  # (B, n_score)
+        slogu = torch.rand(v, generator=generator, dtype=dt, device=dev).clamp_min(1e-30).log()
+        skeys = torch.where(weights > 0, slogu[None] / weights.clamp_min(1e-30), torch.full_like(weights, -math.inf))
+        sidx = skeys.topk(n_score, -1).indices  # (B, n_score): an area-weighted sample of the visible face
         bs = torch.arange(b, device=dev)[:, None]
         d_s, c_s, v_s = design[bs, sidx], colour[bs, sidx], vis[bs, sidx]  # (B, n, 3, 9), (B, n, 3), (B, n)
-        pred = torch.einsum("bnck,bhkc->bhnc", d_s, g_h)
-        err = (pred - c_s[:, None]).norm(dim=-1)
-        score = ((err < threshold) & v_s[:, None]).sum(-1)  # (B, H)
-        score = torch.where(plausible_light(g_h, max_tint), score, torch.full_like(score, -1))
+        # squared residuals of every hypothesis on the scoring vertices: one (n × 9)·(9 × H) product per channel
+        err2 = torch.zeros(b, n_score, hypotheses, dtype=dt, device=dev)
+        lum = torch.zeros(b, n_score, hypotheses, dtype=dt, device=dev)
+        for c in range(3):
+            pred = torch.bmm(d_s[:, :, c, :], g_h[:, :, :, c].transpose(1, 2))  # (B, n, H)
+            err2 += (pred - c_s[:, :, c:c + 1]) ** 2
+            lum += pred / 3
+        score = ((err2 < threshold ** 2) & v_s[:, :, None]).sum(1)  # (B, H)
+        # the face's brightness, robustly: the median observed luminance of the visible vertices (an occluder on
+        # less than half of them does not move it); a hypothesis must predict a median within max_brightness of it
+        # (a dark light "explains" dark sunglasses within an absolute threshold, and skin is never dark)
+        seen = torch.where(v_s, c_s.mean(-1), torch.full_like(c_s[..., 0], float("nan")))
+        observed = seen.nanmedian(1).values.clamp_min(1e-3)  # (B,)
+        predicted = torch.where(v_s[:, :, None], lum, torch.full_like(lum, float("nan"))).nanmedian(1).values
+        ratio = predicted / observed[:, None]
+        bright_ok = (ratio <= max_brightness) & (ratio >= 1 / max_brightness)
+        score = torch.where(plausible_light(g_h, max_tint) & bright_ok, score, torch.full_like(score, -1))
         gamma = g_h[torch.arange(b, device=dev), score.argmax(1)]
         inliers = vis
         for _ in range(max(refits, 0) + 1):
-            resid = (torch.einsum("bvck,bkc->bvc", design, gamma) - colour).norm(dim=-1)
-            inliers = vis & (resid < threshold)
+            resid2 = ((torch.einsum("bvck,bkc->bvc", design, gamma) - colour) ** 2).sum(-1)
+            inliers = vis & (resid2 < threshold ** 2)
             if _ == refits:
                 break
             enough = inliers.sum(1) >= 9
-            refit = _ridge_solve(design, colour, inliers.to(dt), fit_ridge, prior)
+            w_in = area * inliers.to(dt)
+            w_in = w_in / w_in.sum(1, keepdim=True).clamp_min(1e-12) * inliers.sum(1, keepdim=True).to(dt)
+            refit = _ridge_solve(design, colour, w_in, fit_ridge, prior)
             gamma = torch.where((enough & plausible_light(refit, max_tint))[:, None, None], refit, gamma)
         gamma = torch.where(ok[:, None, None], gamma, prior)
-        frac = inliers.sum(1).to(dt) / count.clamp_min(1).to(dt)
+        frac = (area * inliers.to(dt)).sum(1) / area.sum(1).clamp_min(1e-12)  # share of the visible image area
     return LightEstimate(gamma, inliers & ok[:, None], torch.where(ok, frac, torch.zeros_like(frac)), ok)
