@@ -46,19 +46,21 @@ class LandmarkFitConfig:
         id_prior: weight of ``‖θ_id‖²`` (coefficients in standard deviations) against the landmark term.
         exp_prior: weight of ``‖θ_exp‖²`` (blendshape weights or standard deviations).
         id_modes: fit only the first ``id_modes`` identity coefficients (None: all); the rest stay as initialised.
+            68 points barely determine the higher modes (on held-out photos 40 modes fit the landmarks as well as
+            all 100 of ICT's, at 0.4× the cost); the image fit's M-step refines every mode.
         fit_identity, fit_expression: switch the groups off (pose only).
         damping: initial LM damping ``μ`` (relative to the diagonal of the normal matrix).
         tolerance: a face has converged when its cost changes by less than this fraction in one iteration.
         min_landmarks: a face with fewer usable landmarks is not fitted and is flagged.
     """
 
-    iterations: int = 12
+    iterations: int = 10
     robust: str = "geman-mcclure"
     robust_scale: float = 0.06
     anneal: float = 8.0
     id_prior: float = 2e-3
     exp_prior: float = 5e-4
-    id_modes: int | None = None
+    id_modes: int | None = 40
     fit_identity: bool = True
     fit_expression: bool = True
     damping: float = 1e-3
