@@ -35,16 +35,37 @@ def _demo_neighbour(args: argparse.Namespace) -> None:
 def _demo_reconstruction(args: argparse.Namespace) -> None:
     from .demo import run_reconstruction_demo
 
-    res = run_reconstruction_demo(Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None)
+    fit = None if args.fit == "none" else args.fit
+    res = run_reconstruction_demo(Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+                                  fit=fit)
     print(f"occlusion-robust reconstruction of the development faces and the astronaut ({res['checkpoint']})")
-    print("  each face as it is, and with random occluders pasted on (exact ground-truth mask)")
-    print(f"  {'face':12s} {'occluded share: clean':>22s} {'with occluders':>15s} {'mask F1 vs truth':>17s}")
+    print("  each face as it is, and with random occluders pasted on (exact ground-truth mask); the bundled encoder"
+          + (f" alone, then refined by the fitting engine ('{fit}')" if fit else ""))
+    print("  share = occluded share of Φ (clean / occluded photo); F1 of the mask vs the truth on the occluded photo,")
+    print("  beside the F1 of 'all of its Φ is face' (each method has its own Φ);")
+    print("  lm = landmark error on the clean photo / inter-ocular distance")
+    head = f"  {'face':12s} {'encoder: share':>15s} {'F1':>6s} {'all-Φ F1':>8s} {'lm':>6s}"
+    if fit:
+        head += f"   {'fit: share':>12s} {'F1':>6s} {'lm':>6s}   {'all-Φ F1':>8s}"
+    print(head)
+
+    def line(name, r, mean=False):
+        key = (lambda k: f"mean_{k}") if mean else (lambda k: k)
+        text = (f"  {name:12s} {r[key('fraction_clean') if mean else 'occlusion_fraction_clean']:7.3f}/"
+                f"{r[key('fraction_occluded') if mean else 'occlusion_fraction_occluded']:.3f}"
+                f" {r[key('f1_occluded')]:6.3f} {r[key('f1_all_visible')]:8.3f} {r[key('landmark_error')]:6.3f}")
+        if fit:
+            p = "fit_mean_" if mean else "fit_"
+            text += (f"   {r[p + ('fraction_clean' if mean else 'occlusion_fraction_clean')]:5.3f}/"
+                     f"{r[p + ('fraction_occluded' if mean else 'occlusion_fraction_occluded')]:.3f}"
+                     f" {r[p + 'f1_occluded']:6.3f} {r[p + 'landmark_error']:6.3f}   {r[p + 'f1_all_visible']:8.3f}")
+        print(text)
+
     for f in res["faces"]:
-        print(f"  {f['face'][:12]:12s} {f['occlusion_fraction_clean']:22.3f} {f['occlusion_fraction_occluded']:15.3f}"
-              f" {f['f1_occluded']:17.3f}")
-    print(f"  {'mean':12s} {res['mean_fraction_clean']:22.3f} {res['mean_fraction_occluded']:15.3f}"
-          f" {res['mean_f1_occluded']:17.3f}")
-    print(f"wrote {res['png']}  (per face: target | render | mask, clean then occluded; red = rejected by the mask)")
+        line(f["face"][:12], f)
+    line("mean", res, mean=True)
+    print(f"wrote {res['png']}  (per face: target | encoder render | encoder mask"
+          + (" | fitted render | fitted mask" if fit else "") + ", clean then occluded; red = rejected by the mask)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -81,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="which demo (default: all)")
     p.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     p.add_argument("--checkpoint", help="reconstruction: a training checkpoint (default: the bundled one)")
+    p.add_argument("--fit", choices=["fast", "quality", "none"], default="fast",
+                   help="reconstruction: refine the encoder's prediction with the fitting engine (default fast)")
     p.add_argument("--image", help="neighbour: a face photo (default: the first development face)")
     p.add_argument("--points", help="neighbour: its 5-point detection file: 'x y' per line (eyes, nose, mouth corners)")
     p.set_defaults(func=_demo)

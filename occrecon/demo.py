@@ -104,19 +104,24 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
     return results
 
 
-def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed: int = 0, rows: int = 8) -> dict:
-    """Reconstruct the development faces and the astronaut, clean and with random occluders; write
-    ``reconstruction.png`` (per face: target | render | mask, clean then occluded; occluded Φ pixels in red) and
-    return per-face numbers: the occlusion fraction of the clean and the occluded crop, and the F1 of the mask
-    against the exact ground truth of the pasted occluders (inside Φ, positive class = visible face).
+def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed: int = 0, rows: int = 8,
+                            fit: str | None = "fast") -> dict:
+    """Reconstruct the development faces and the astronaut, clean and with random occluders, with the encoder alone
+    and with the encoder's prediction refined by the fitting engine; write ``reconstruction.png`` (per face: target |
+    encoder render | encoder mask | fitted render | fitted mask, clean then occluded; occluded Φ pixels in red) and
+    return per-face numbers: the occlusion fraction of the clean and the occluded crop, the F1 of each mask against
+    the exact ground truth of the pasted occluders (inside Φ, positive class = visible face) beside the F1 of "all of
+    Φ is face", and the landmark error (mean distance to dlib's points on the clean crop / outer-corner IOD).
 
     Args:
         out_dir: output folder.
         checkpoint: a training checkpoint (default :data:`BUNDLED_CHECKPOINT`).
         seed: occluder draw.
         rows: faces shown in the PNG (all faces are scored).
+        fit: the fit preset (``"fast"``, ``"quality"``), or None for the encoder alone.
     """
     from .api import Reconstructor
+    from .data.landmarks import DlibDetector
     from .data.occluders import OccluderLibrary
     from .data.synth import SynthConfig, load_real_faces, occlude, real_face_region
     from .eval.metrics import segmentation_metrics
@@ -130,7 +135,8 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     faces = load_real_faces(size=size)
     library = OccluderLibrary(permissive_only=True)
     config = SynthConfig(size=size, occluded_fraction=1.0)
-    clean, occluded, truth = [], [], []
+    detector = DlibDetector(fallback_thresholds=(-0.5, -1.0))
+    clean, occluded, truth, lm_clean, lm_occ = [], [], [], [], []
     for i, face in enumerate(faces):
         region = real_face_region(face.landmarks, (size, size))
         rng = np.random.default_rng([seed, i])
@@ -139,19 +145,55 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
         clean.append(torch.from_numpy(face.image).permute(2, 0, 1).float() / 255.0)
         occluded.append(torch.from_numpy(img8).permute(2, 0, 1).float() / 255.0)
         truth.append(torch.from_numpy(mask)[None])
+        lm_clean.append(torch.from_numpy(face.landmarks))
+        found = detector(img8) if fit is not None else None  # as a user would: detect on the occluded photo
+        lm_occ.append(torch.from_numpy(found.points) if found is not None else torch.full((68, 2), float("nan")))
     clean, occluded, truth = torch.stack(clean), torch.stack(occluded), torch.stack(truth)
-    out_clean, out_occ = rec(clean), rec(occluded)
-    f1 = segmentation_metrics(out_occ.mask, truth, out_occ.region)["f1"]
-    frac_clean, frac_occ = out_clean.occlusion_fraction, out_occ.occlusion_fraction
-    panel = np.concatenate([np.concatenate([overlay(clean, out_clean, i), overlay(occluded, out_occ, i)], axis=1)
-                            for i in range(min(rows, len(faces)))], axis=0)
+    lm_clean, lm_occ = torch.stack(lm_clean), torch.stack(lm_occ)
+    runs = {"encoder": (rec(clean, fit=None), rec(occluded, fit=None))}
+    if fit is not None:
+        runs["fit"] = (rec(clean, lm_clean, fit=fit), rec(occluded, lm_occ, fit=fit))
+    iod = (lm_clean[:, 36] - lm_clean[:, 45]).norm(dim=-1)
+    stats = {}
+    for name, (o_clean, o_occ) in runs.items():
+        stats[name] = {"f1": segmentation_metrics(o_occ.mask, truth, o_occ.region)["f1"],
+                       "f1_all": segmentation_metrics(o_occ.region, truth, o_occ.region)["f1"],
+                       "frac_clean": o_clean.occlusion_fraction, "frac_occ": o_occ.occlusion_fraction,
+                       "lm": (o_clean.landmarks - lm_clean).norm(dim=-1).nanmean(1) / iod}
+    rows_img = []
+    for i in range(min(rows, len(faces))):
+        cells = []
+        for v, images in ((0, clean), (1, occluded)):
+            cells.append(overlay(images, runs["encoder"][v], i))
+            if fit is not None:
+                cells.append(overlay(images, runs["fit"][v], i)[:, size:])
+        rows_img.append(np.concatenate(cells, axis=1))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "reconstruction.png"
-    Image.fromarray(panel).save(png)
-    per_face = [{"face": f.name, "occlusion_fraction_clean": float(frac_clean[i]),
-                 "occlusion_fraction_occluded": float(frac_occ[i]), "f1_occluded": float(f1[i])}
-                for i, f in enumerate(faces)]
-    return {"checkpoint": str(checkpoint), "png": str(png), "faces": per_face,
-            "mean_f1_occluded": float(np.nanmean(f1.numpy())),
-            "mean_fraction_clean": float(np.nanmean(frac_clean.numpy())),
-            "mean_fraction_occluded": float(np.nanmean(frac_occ.numpy()))}
+    Image.fromarray(np.concatenate(rows_img, axis=0)).save(png)
+    enc = stats["encoder"]
+    per_face = []
+    for i, f in enumerate(faces):
+        row = {"face": f.name, "occlusion_fraction_clean": float(enc["frac_clean"][i]),
+               "occlusion_fraction_occluded": float(enc["frac_occ"][i]), "f1_occluded": float(enc["f1"][i]),
+               "f1_all_visible": float(enc["f1_all"][i]), "landmark_error": float(enc["lm"][i])}
+        if fit is not None:
+            fs = stats["fit"]
+            row.update(fit_occlusion_fraction_clean=float(fs["frac_clean"][i]),
+                       fit_occlusion_fraction_occluded=float(fs["frac_occ"][i]), fit_f1_occluded=float(fs["f1"][i]),
+                       fit_f1_all_visible=float(fs["f1_all"][i]), fit_landmark_error=float(fs["lm"][i]))
+        per_face.append(row)
+
+    def mean(key):
+        return float(np.nanmean([r[key] for r in per_face]))
+
+    out = {"checkpoint": str(checkpoint), "png": str(png), "faces": per_face, "fit": fit,
+           "mean_f1_occluded": mean("f1_occluded"), "mean_fraction_clean": mean("occlusion_fraction_clean"),
+           "mean_fraction_occluded": mean("occlusion_fraction_occluded"), "mean_landmark_error": mean("landmark_error"),
+           "mean_f1_all_visible": mean("f1_all_visible")}
+    if fit is not None:
+        out.update(fit_mean_f1_occluded=mean("fit_f1_occluded"), fit_mean_f1_all_visible=mean("fit_f1_all_visible"),
+                   fit_mean_fraction_clean=mean("fit_occlusion_fraction_clean"),
+                   fit_mean_fraction_occluded=mean("fit_occlusion_fraction_occluded"),
+                   fit_mean_landmark_error=mean("fit_landmark_error"))
+    return out

@@ -160,6 +160,9 @@ def _albedo_mean(model, theta: torch.Tensor) -> torch.Tensor:
     return alb[:, front].mean(1)
 
 
+#: Row order of the report.
+METHOD_ORDER = ("mean face (θ=0)", "encoder", "landmark fit + RANSAC light", "fit", "encoder + fit")
+
 #: Visible vertices per face (an area-weighted sample) on which the light of two fits is compared.
 SEEN_VERTICES = 256
 
@@ -276,7 +279,10 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                         put(name, k, m[k].numpy())
             log(f"  {version}: {min(start + batch_size, len(cases))}/{len(cases)} faces "
                 f"({(time.perf_counter() - t0) / min(start + batch_size, len(cases)):.2f} s/face)")
-        out[version] = {meth: {k: np.concatenate(v) for k, v in d.items()} for meth, d in res.items()}
+        order = [m for m in METHOD_ORDER if m in res] + [m for m in res if m not in METHOD_ORDER]
+        out[version] = {meth: {k: np.concatenate(v) for k, v in res[meth].items()} for meth in order}
+    if "fit" in out["clean"] and "fit" in out["occluded"]:
+        out["light"] = _light_closeness(out, "fit")
     return out
 
 
@@ -374,8 +380,8 @@ def format_fit_report(result: dict, markdown: bool = True) -> str:
                 row([f"{m}: {label}", paired_difference(d[prefix + "acc"], d["all_visible_acc"]).format(3),
                      paired_difference(d[prefix + "f1"], d["all_visible_f1"]).format(3), "", "", "", ""])
     lines.append("")
-    if "gamma" in result["clean"].get("fit", {}):
-        lc = _light_closeness(result, "fit")
+    if "light" in result:
+        lc = {k: np.asarray(v, np.float64) for k, v in result["light"].items()}
         lines.append("Light and albedo of the occluded-photo fit against the clean-photo fit of the same face "
                      "(median ± SE; in brackets the same distance between two different people's clean fits):")
         lines.append(f"- SH coefficients, ‖γ_occ − γ_clean‖ / ‖γ_clean‖: {med(lc['sh_relative'])} "
