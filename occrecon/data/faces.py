@@ -38,7 +38,8 @@ LICENCE_FILTERS = ("licensed", "permissive", "all")
 @dataclass(frozen=True)
 class FaceRecord:
     """One crop of the folder: ``id``, ``path`` (the image file), ``landmarks (68, 2) float32`` (crop pixels,
-    pixel centres at +0.5), ``identity`` (cluster number), ``licence_class``, ``image_rights`` and ``flags``."""
+    pixel centres at +0.5), ``identity`` (cluster number), ``licence_class``, ``image_rights``, ``flags``, and the
+    ``licence`` (SPDX id or class) and ``source`` (repository) for attribution."""
 
     id: str
     path: Path
@@ -47,6 +48,8 @@ class FaceRecord:
     licence_class: str
     image_rights: str
     flags: tuple[str, ...] = ()
+    licence: str = "unknown"
+    source: str = ""
 
 
 def default_face_folder() -> Path:
@@ -81,7 +84,8 @@ def read_face_folder(root: str | Path | None = None) -> list[FaceRecord]:
             raise ValueError(f"{lm_path}: no landmarks for {rel} ({meta_path}:{lineno})")
         out.append(FaceRecord(fid, root / rel, landmarks[rel], identity, str(rec.get("licence_class", "unknown")),
                               str(rec.get("image_rights", "third-party-or-unclear")),
-                              tuple(str(f) for f in rec.get("flags", ()))))
+                              tuple(str(f) for f in rec.get("flags", ())), str(rec.get("licence", "unknown")),
+                              str(rec.get("source_repo", ""))))
     return out
 
 

@@ -160,6 +160,9 @@ def _albedo_mean(model, theta: torch.Tensor) -> torch.Tensor:
     return alb[:, front].mean(1)
 
 
+#: Faces in the ``--figure`` picture (held-out faces published under an explicit licence, spread over the set).
+FIGURE_ROWS = 8
+
 #: Row order of the report.
 METHOD_ORDER = ("mean face (θ=0)", "encoder", "landmark fit + RANSAC light", "fit", "encoder + fit")
 
@@ -493,8 +496,20 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
     (out / "fit_eval.json").write_text(json.dumps(_json(result)))
     (out / "fit_eval.md").write_text(report + "\n")
     if args.figure:
-        imgs = figure_images(pairs, model=model, fit_config=args.preset, encoder_rec=rec)
-        print(f"wrote {save_figure(pairs, imgs, Path(args.figure))}")
+        # only faces whose owners published them under a licence may appear in a published figure
+        all_held = [r for r in identity_split(records, args.held_out, args.split_seed)[1]
+                    if r.image_rights == "licensed" and "possibly_occluded" not in r.flags]
+        chosen = [all_held[int(i)] for i in np.linspace(0, len(all_held) - 1, min(FIGURE_ROWS, len(all_held)))]
+        fig_pairs, _ = prepare_cases(chosen, size, seed=args.seed)
+        imgs = figure_images(fig_pairs, model=model, fit_config=args.preset, encoder_rec=rec, rows=FIGURE_ROWS)
+        path = save_figure(fig_pairs, imgs, Path(args.figure), rows=FIGURE_ROWS)
+        shown = {p[0].id for p in fig_pairs if p[1] is not None}
+        shown_records = [r for r in chosen if r.id in shown]
+        credits = sorted({f"{r.source} ({r.licence})" for r in shown_records})
+        note = (f"Figure ({path.name}): held-out faces {', '.join(r.id for r in shown_records)} of "
+                f"{'; '.join(credits)}.")
+        (out / "fit_eval.md").write_text(report + "\n\n" + note + "\n")
+        print(f"wrote {path}\n{note}")
     print(f"wrote {out}/fit_eval.json, fit_eval.md")
     return 0
 
@@ -518,7 +533,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=128, help="crop size with --no-encoder (default 128)")
     p.add_argument("--encoder-init", action="store_true", help="also fit from the encoder's prediction")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--figure", help="also write the photo | encoder | fit | mask picture here (PNG)")
+    p.add_argument("--figure", help="also write the photo | encoder | fit | mask picture here (PNG or JPEG), made "
+                                    "of held-out faces whose images are published under a licence")
     p.add_argument("--out", default="runs/fit_eval", help="output folder (default runs/fit_eval)")
     p.set_defaults(func=run_evaluate_fit)
     return p
