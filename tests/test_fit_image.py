@@ -33,7 +33,8 @@ def scene(ict):
     g = torch.Generator().manual_seed(3)
     th = torch.zeros(b, lay.size)
     th[:, lay.slice("id")] = torch.randn(b, ict.n_id, generator=g) * 0.5
-    th[:, lay.slice("exp")] = (torch.rand(b, ict.n_exp, generator=g) < 0.2) * torch.rand(b, ict.n_exp, generator=g) * 0.4
+    active = torch.rand(b, ict.n_exp, generator=g) < 0.2
+    th[:, lay.slice("exp")] = active * torch.rand(b, ict.n_exp, generator=g) * 0.4
     th[:, lay.slice("tex")] = torch.randn(b, ict.n_tex, generator=g) * 0.3
     th[:, lay.slice("angle")] = torch.tensor([[0.1, 0.3, 0.05], [-0.1, -0.2, 0.0], [0.05, 0.0, -0.1], [0.0, 0.15, 0.1]])
     gam = torch.zeros(b, 3, 9)
@@ -182,9 +183,10 @@ def test_fit_recovers_pose_and_light_of_a_clean_render(scene):
 def test_half_covered_face_keeps_its_light_and_albedo(scene, ict):
     """The occluder covers the image-left half of each face with a random colour texture: the light must not
     follow it (tolerance: shading within 25 % RMS of the truth on the visible vertices for each face, 15 % on
-    average, and at most 60 % of a plain least-squares estimate's error on average), the mean albedo within 0.06, and the mask must find the
-    occluder (≥ 50 % of its Φ pixels rejected per face, 60 % on average: some random cells are close to skin
-    colour, which no colour test can tell apart) while keeping ≥ 90 % of the visible face."""
+    average, and at most 60 % of a plain least-squares estimate's error on average), the mean albedo must stay
+    within 0.06, and the mask must find the occluder (≥ 50 % of its Φ pixels rejected per face, 60 % on average:
+    some random cells are close to skin colour, which no colour test can tell apart) while keeping ≥ 90 % of the
+    visible face."""
     r, th, lay = scene["renderer"], scene["theta"], ict.layout
     cfg = fit_preset("fast").replace(image_size=None)
     res = fit_image(r, scene["occluded"], scene["landmarks"], config=cfg)

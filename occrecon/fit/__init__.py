@@ -15,5 +15,6 @@ from .landmarks import LandmarkFit, face_scale, fit_landmarks, initial_pose, pos
 from .light import LightEstimate, VertexObservations, ransac_light, visible_vertices
 
 __all__ = ["fit_image", "FitResult", "robust_mask", "scaled_renderer", "ransac_light", "visible_vertices",
-           "LightEstimate", "VertexObservations", "fit_landmarks", "LandmarkFit", "LandmarkFitConfig", "ImageFitConfig", "FIT_PRESETS", "fit_preset",
-           "LANDMARK_FIT_WEIGHTS_68", "face_scale", "initial_pose", "pose_from_rotation"]
+           "LightEstimate", "VertexObservations", "fit_landmarks", "LandmarkFit", "LandmarkFitConfig",
+           "ImageFitConfig", "FIT_PRESETS", "fit_preset", "LANDMARK_FIT_WEIGHTS_68", "face_scale", "initial_pose",
+           "pose_from_rotation"]

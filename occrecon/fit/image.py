@@ -370,8 +370,8 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
                 loss, out = objective(x, mask)
                 grad, = torch.autograd.grad(loss.sum(), x)
             lval = loss.detach()
-            bad = ~torch.isfinite(lval) | (lval > best + cfg.explode * best.clamp_min(1.0)) | ~torch.isfinite(grad).all(1)
-            bad = bad & ~diverged
+            exploded = lval > best + cfg.explode * best.clamp_min(1.0)
+            bad = (~torch.isfinite(lval) | exploded | ~torch.isfinite(grad).all(1)) & ~diverged
             if bool(bad.any()):  # revert and freeze the faces whose step exploded
                 theta = torch.where(bad[:, None], good, theta)
                 diverged = diverged | bad
