@@ -259,19 +259,20 @@ def test_a_diverging_fit_is_flagged_and_reverted(scene):
     assert not ok.diverged.any()
 
 
-def test_one_face_without_landmarks_does_not_spoil_the_batch(scene):
-    r = scene["renderer"]
-    lm = scene["landmarks"][:2].clone()
+def test_one_face_without_landmarks_does_not_spoil_the_batch(scene, ict):
+    # float64: in float32 the batch's different matmul blocking is float noise that Adam's sign-like first steps
+    # amplify (to ~0.5 px on some CPUs); in float64 the batched fit must equal the fit alone
+    r = FaceRenderer(copy.deepcopy(ict).double(), camera=default_camera(S))
+    image = scene["image"][:2].double()
+    lm = scene["landmarks"][:2].double().clone()
     lm[1] = float("nan")
     cfg = fit_preset("fast").replace(image_size=None)
-    res = fit_image(r, scene["image"][:2], lm, config=cfg)
+    res = fit_image(r, image, lm, config=cfg)
     assert res.landmark_fit.failed.tolist() == [False, True]
     assert torch.isfinite(res.theta).all() and not res.diverged.any()
-    alone = fit_image(r, scene["image"][:1], lm[:1], config=cfg)
-    # the same fit as alone, up to float noise (which Adam's sign-like first steps can amplify in θ, not in the
-    # fit's outputs): the same landmarks and render
-    assert (res.landmarks[0] - alone.landmarks[0]).norm(dim=-1).max().item() < 0.3
-    assert (res.image[0] - alone.image[0]).abs().mean().item() < 0.01
+    alone = fit_image(r, image[:1], lm[:1], config=cfg)
+    assert (res.landmarks[0] - alone.landmarks[0]).norm(dim=-1).max().item() < 1e-6
+    assert (res.image[0] - alone.image[0]).abs().max().item() < 1e-8
 
 
 def test_presets_and_config_validation():
