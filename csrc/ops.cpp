@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "common/triangle_id.h"
 #include "cpu/ops_cpu.h"
 #ifdef OCCRECON_WITH_CUDA
 #include "cuda/ops_cuda.h"
@@ -93,27 +94,33 @@ std::tuple<at::Tensor, at::Tensor> neighbour_min_backward_impl(const at::Tensor&
 }
 
 // ----------------------------------------------------------------------------------------------- rasterizer
-// (min, max) of an index tensor. On CUDA reading them back synchronises the device, on every call, although a
-// mesh's triangles rarely change: the result is remembered per tensor (TensorImpl) and version counter (bumped by
-// every in-place write, shared by views; inference tensors have none and are always re-read). The cache holds the
-// tensors themselves, so a cached TensorImpl cannot be freed and its address reused. Same rule as the Python-side
-// occrecon.ops._checks.index_range.
+// (min, max) of an index tensor, for the error message of a bad mesh. On CUDA reading them back synchronises the
+// device, on every call, although a mesh's triangles rarely change: the result is remembered per tensor (TensorImpl)
+// and version counter (bumped by in-place writes through PyTorch, shared by views; inference tensors have none and
+// are always re-read). Memory safety never depends on it: writes that bypass the version counter (`tri.data[...]`,
+// a NumPy view) make it stale, and the kernels themselves skip any triangle with an index outside [0, V)
+// (common/rasterize.h, rast_tri_vertices). The cache holds weak references: it never keeps a tensor's storage alive
+// (a weak reference keeps only the TensorImpl's memory, so its address is not reused while cached). Same rule as
+// the Python-side occrecon.ops._checks.index_range.
 std::pair<int64_t, int64_t> index_range(const at::Tensor& index) {
+  using WeakImpl = c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl>;
   struct Entry {
-    at::Tensor tensor;
+    WeakImpl tensor;
     uint32_t version;
     int64_t lo, hi;
   };
   static std::mutex mutex;
-  // most recent first; never destroyed, so no CUDA tensor is freed after the CUDA runtime has shut down at exit
+  // most recent first; never destroyed, so nothing is released after the CUDA runtime has shut down at exit
   static auto& cache = *new std::deque<Entry>();
   constexpr size_t kCacheSize = 8;
   const bool tracked = !index.is_inference();
+  const c10::TensorImpl* impl = index.unsafeGetTensorImpl();
+  auto same = [&](const Entry& e) { return !e.tensor.expired() && e.tensor._unsafe_get_target() == impl; };
   if (tracked) {
     const uint32_t version = index._version();
     std::lock_guard<std::mutex> lock(mutex);
     for (auto it = cache.begin(); it != cache.end(); ++it)
-      if (it->tensor.unsafeGetTensorImpl() == index.unsafeGetTensorImpl() && it->version == version) {
+      if (same(*it) && it->version == version) {
         const Entry e = *it;
         cache.erase(it);
         cache.push_front(e);
@@ -125,8 +132,8 @@ std::pair<int64_t, int64_t> index_range(const at::Tensor& index) {
   if (tracked) {
     std::lock_guard<std::mutex> lock(mutex);
     for (auto it = cache.begin(); it != cache.end();)
-      it = it->tensor.unsafeGetTensorImpl() == index.unsafeGetTensorImpl() ? cache.erase(it) : std::next(it);
-    cache.push_front({index, static_cast<uint32_t>(index._version()), lo, hi});
+      it = (it->tensor.expired() || same(*it)) ? cache.erase(it) : std::next(it);
+    cache.push_front({WeakImpl(index.getIntrusivePtr()), static_cast<uint32_t>(index._version()), lo, hi});
     if (cache.size() > kCacheSize) cache.pop_back();
   }
   return {lo, hi};
@@ -142,7 +149,9 @@ void check_tri(const at::Tensor& tri, int64_t V, const at::Device& device, const
   TORCH_CHECK(tri.dim() == 2 && tri.size(1) == 3, op, ": tri must be [F, 3], got ", tri.sizes());
   TORCH_CHECK(tri.scalar_type() == at::kInt, op, ": tri must be int32, got ", tri.scalar_type());
   TORCH_CHECK(tri.device() == device, op, ": tri is on ", tri.device(), " but expected ", device);
-  TORCH_CHECK(tri.size(0) < (int64_t(1) << 31) - 1, op, ": too many triangles");
+  // triangle ids must survive rast's float32 encoding (common/triangle_id.h): at most 889,192,446 triangles
+  TORCH_CHECK(tri.size(0) <= occ::kMaxFloatTriangles, op, ": too many triangles (", tri.size(0), "); rast's "
+              "triangle ids hold at most ", occ::kMaxFloatTriangles);
   if (tri.numel() > 0) {
     const auto [lo, hi] = index_range(tri);
     TORCH_CHECK(lo >= 0 && hi < V, op, ": tri indices must lie in [0, ", V, "), got [", lo, ", ", hi, "]");
@@ -199,7 +208,10 @@ at::Tensor rasterize_backward_impl(const at::Tensor& pos, const at::Tensor& tri,
   TORCH_CHECK(grad_rast.sizes() == rast.sizes(), op, ": grad_rast must match rast ", rast.sizes());
   at::Tensor gdb;
   if (grad_db.has_value() && grad_db->defined()) {
-    TORCH_CHECK(grad_db->sizes() == rast.sizes(), op, ": grad_db must match rast ", rast.sizes());
+    TORCH_CHECK(grad_db->sizes() == rast.sizes() && grad_db->device() == pos.device(), op,
+                ": grad_db must match rast ", rast.sizes(), " on ", pos.device(), ", got ", grad_db->sizes(), " on ",
+                grad_db->device());
+    check_float(*grad_db, op, "grad_db");
     gdb = grad_db->to(pos.scalar_type()).contiguous();
   }
   for (const auto* t : {&rast, &grad_rast})
@@ -261,13 +273,24 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward_impl(
   const char* op = "interpolate_backward";
   check_interpolate_args(attr, rast, tri, rast_db, !diff_attrs.empty(), op);
   const auto diff = diff_list(diff_attrs, attr.size(2), op);
-  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == rast.size(0) && grad_out.size(1) == rast.size(1) &&
-                  grad_out.size(2) == rast.size(2) && grad_out.size(3) == attr.size(2),
-              op, ": grad_out must be [B, H, W, C], got ", grad_out.sizes());
+  const int64_t B = rast.size(0), H = rast.size(1), W = rast.size(2);
+  TORCH_CHECK(grad_out.dim() == 4 && grad_out.size(0) == B && grad_out.size(1) == H && grad_out.size(2) == W &&
+                  grad_out.size(3) == attr.size(2),
+              op, ": grad_out must be [B, H, W, C] = [", B, ", ", H, ", ", W, ", ", attr.size(2), "], got ",
+              grad_out.sizes());
+  TORCH_CHECK(grad_out.device() == attr.device(), op, ": grad_out is on ", grad_out.device(), " but attr is on ",
+              attr.device());
+  check_float(grad_out, op, "grad_out");
   at::Tensor gda;
   if (!diff.empty() && grad_da.has_value() && grad_da->defined()) {
-    TORCH_CHECK(grad_da->dim() == 4 && grad_da->size(3) == 2 * static_cast<int64_t>(diff.size()), op,
-                ": grad_da must be [B, H, W, 2 * len(diff_attrs)], got ", grad_da->sizes());
+    const int64_t nd2 = 2 * static_cast<int64_t>(diff.size());
+    TORCH_CHECK(grad_da->dim() == 4 && grad_da->size(0) == B && grad_da->size(1) == H && grad_da->size(2) == W &&
+                    grad_da->size(3) == nd2,
+                op, ": grad_da must be [B, H, W, 2 * len(diff_attrs)] = [", B, ", ", H, ", ", W, ", ", nd2, "], got ",
+                grad_da->sizes());
+    TORCH_CHECK(grad_da->device() == attr.device(), op, ": grad_da is on ", grad_da->device(), " but attr is on ",
+                attr.device());
+    check_float(*grad_da, op, "grad_da");
     gda = grad_da->to(attr.scalar_type()).contiguous();
   }
   const auto a = attr.contiguous(), r = rast.contiguous(), t = tri.contiguous();

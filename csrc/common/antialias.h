@@ -33,6 +33,7 @@
 #include <cstring>
 
 #include "common/occ_hd.h"
+#include "common/triangle_id.h"
 
 namespace occ {
 
@@ -80,16 +81,8 @@ OCC_HD int aa_argmax_ratio3(const S* n, const S* d) {
   return g10 ? 1 : 0;
 }
 
-// rast[..., 3] -> triangle index, -1 for an empty pixel. nvdiffrast stores id + 1 as the float value up to 2^24
-// and, above that, as the float whose bit pattern is 0x4a800000 + id + 1. Values that are not a positive id
-// (negative, NaN, below 1) read as empty; fractional values truncate, as in nvdiffrast.
-OCC_HD int32_t aa_triangle_index(float v) {
-  if (!(v >= 1.0f)) return -1;
-  if (v <= 16777216.0f) return static_cast<int32_t>(v) - 1;
-  uint32_t bits;
-  memcpy(&bits, &v, sizeof(bits));
-  return static_cast<int32_t>(bits - 0x4a800000u) - 1;
-}
+// rast[..., 3] -> triangle index, -1 for an empty pixel or a value that is no id (common/triangle_id.h).
+OCC_HD int32_t aa_triangle_index(float v) { return static_cast<int32_t>(rast_to_triangle_id(v) - 1); }
 
 template <typename S>
 struct AaPoint {

@@ -13,7 +13,7 @@
 //    its guard band). Fragments whose z/w at the pixel centre lies outside [-1, 1] are discarded: that is exactly
 //    near/far-plane clipping. x/y outside the screen are simply not covered.
 //  * Visibility: smallest z/w at the pixel centre wins; exact ties go to the lower triangle index.
-//  * rast = (u, v, z/w, triangle_id + 1), perspective-correct: with p~_k = (x_k - fx w_k, y_k - fy w_k),
+//  * rast = (u, v, z/w, triangle_id + 1) (ids encoded as in common/triangle_id.h), perspective-correct: with p~_k = (x_k - fx w_k, y_k - fy w_k),
 //    a0 = p~1 x p~2, a1 = p~2 x p~0, a2 = p~0 x p~1, u = a0/(a0+a1+a2), v = a1/(a0+a1+a2),
 //    z/w = sum z_k a_k / sum w_k a_k. u weights tri[:,0], v tri[:,1], 1-u-v tri[:,2]. Output clamps: u, v to
 //    [0, 1], both divided by u+v when u+v > 1, z/w to [-1, 1]. Empty pixels are all zero.
@@ -23,6 +23,7 @@
 #pragma once
 
 #include "common/occ_hd.h"
+#include "common/triangle_id.h"
 
 namespace occ {
 
@@ -236,7 +237,7 @@ OCC_HD void rast_resolve(const scalar_t* p0, const scalar_t* p1, const scalar_t*
   rast[0] = u;
   rast[1] = v;
   rast[2] = zw;
-  rast[3] = static_cast<scalar_t>(id + 1);
+  rast[3] = triangle_id_to_rast(static_cast<int64_t>(id) + 1, scalar_t(0));
   // d a_k / d fx and d a_k / d fy do not depend on (fx, fy).
   const scalar_t e0x = p1[1] * p2[3] - p2[1] * p1[3], e1x = p2[1] * p0[3] - p0[1] * p2[3],
                  e2x = p0[1] * p1[3] - p1[1] * p0[3];
@@ -326,9 +327,22 @@ OCC_HD void rast_backward(const scalar_t* p0, const scalar_t* p1, const scalar_t
 // Triangle index of a rast pixel, or -1 for an empty pixel or an id that does not name a triangle of [0, F).
 template <typename scalar_t>
 OCC_HD int32_t rast_triangle(const scalar_t* rast_px, int64_t F) {
-  const scalar_t t = rast_px[3];
-  if (!(t >= scalar_t(1) && t <= static_cast<scalar_t>(F))) return -1;  // also rejects NaN
-  return static_cast<int32_t>(t) - 1;
+  const int64_t t = rast_to_triangle_id(rast_px[3]) - 1;
+  return t >= 0 && t < F ? static_cast<int32_t>(t) : -1;
+}
+
+// The three vertex indices of triangle t, read from tri; false when any lies outside [0, V). Every kernel that
+// follows an index from tri goes through here and skips the triangle (or the pixel) on false, so no index reaches
+// memory unchecked, whatever the callers checked (a stale range cache, a write that bypassed PyTorch, a direct
+// torch.ops call). One unsigned compare per index.
+OCC_HD bool rast_tri_vertices(const int32_t* tri, int64_t t, int64_t V, int64_t* v) {
+  bool ok = true;
+  for (int k = 0; k < 3; ++k) {
+    const int32_t i = tri[3 * t + k];
+    ok = ok & (static_cast<uint64_t>(static_cast<int64_t>(i)) < static_cast<uint64_t>(V));
+    v[k] = ok ? i : 0;
+  }
+  return ok;
 }
 
 }  // namespace occ

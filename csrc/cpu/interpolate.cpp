@@ -40,14 +40,15 @@ std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, c
       for (int64_t q = q0; q < q1; ++q) {
         const int64_t b = q / P;
         const int32_t t = rast_triangle(rs + 4 * q, F);
-        if (t < 0) {
+        int64_t v[3];
+        if (t < 0 || !rast_tri_vertices(tr, t, V, v)) {  // empty, or names no triangle / no vertex: zeros
           std::fill(o + q * C, o + (q + 1) * C, scalar_t(0));
           std::fill(oda + q * 2 * nd, oda + (q + 1) * 2 * nd, scalar_t(0));
           continue;
         }
         const scalar_t* ab = as + (Ba == 1 ? 0 : b) * V * C;
-        interp_forward(rs + 4 * q, ds ? ds + 4 * q : nullptr, ab + C * tr[3 * t], ab + C * tr[3 * t + 1],
-                       ab + C * tr[3 * t + 2], static_cast<int>(C), diff.data(), nd, o + q * C, oda + q * 2 * nd);
+        interp_forward(rs + 4 * q, ds ? ds + 4 * q : nullptr, ab + C * v[0], ab + C * v[1], ab + C * v[2],
+                       static_cast<int>(C), diff.data(), nd, o + q * C, oda + q * 2 * nd);
       }
     });
   });
@@ -89,12 +90,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
         for (int64_t p = 0; p < P; ++p) {
           const int64_t q = b * P + p;
           const int32_t t = rast_triangle(rs + 4 * q, F);
-          if (t < 0) {
+          int64_t v[3];
+          if (t < 0 || !rast_tri_vertices(tr, t, V, v)) {
             grs[4 * q] = grs[4 * q + 1] = grs[4 * q + 2] = grs[4 * q + 3] = scalar_t(0);
             if (gdb) gdb[4 * q] = gdb[4 * q + 1] = gdb[4 * q + 2] = gdb[4 * q + 3] = scalar_t(0);
             continue;
           }
-          const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
+          const int64_t v0 = v[0], v1 = v[1], v2 = v[2];
           interp_backward(rs + 4 * q, ds ? ds + 4 * q : nullptr, ab + C * v0, ab + C * v1, ab + C * v2,
                           static_cast<int>(C), diff.data(), with_da ? nd : 0, go + q * C,
                           gda ? gda + q * 2 * nd : nullptr, gab + C * v0, gab + C * v1, gab + C * v2, grs + 4 * q,

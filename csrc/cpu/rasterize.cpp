@@ -59,11 +59,12 @@ OCC_CPU_CLONES void snap_vertices(const scalar_t* __restrict__ pos, int64_t v0, 
 }
 
 template <typename scalar_t>
-OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, const SnappedVertices& sv, int64_t first,
-                               int64_t last, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
+OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, int64_t V, const SnappedVertices& sv,
+                               int64_t first, int64_t last, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
                                uint64_t* __restrict__ keys) {
   for (int64_t t = first; t < last; ++t) {
-    const int32_t v[3] = {tri[3 * t], tri[3 * t + 1], tri[3 * t + 2]};
+    int64_t v[3];
+    if (!rast_tri_vertices(tri, t, V, v)) continue;  // an index outside [0, V): never drawn
     const int32_t X[3] = {sv.X[v[0]], sv.X[v[1]], sv.X[v[2]]};
     const int32_t Y[3] = {sv.Y[v[0]], sv.Y[v[1]], sv.Y[v[2]]};
     const uint32_t codes[3] = {sv.code[v[0]], sv.code[v[1]], sv.code[v[2]]};
@@ -115,8 +116,8 @@ Workspace& workspace() {
 
 // Keep the smallest key over the chunks and write rast and rast_db for rows [j0, j1) of one image.
 template <typename scalar_t>
-OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, const uint64_t* keys, int64_t nchunks,
-                                 int64_t j0, int64_t j1, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
+OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, int64_t V, const uint64_t* keys,
+                                 int64_t nchunks, int64_t j0, int64_t j1, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
                                  scalar_t* ob, scalar_t* dbb) {
   const int64_t P = static_cast<int64_t>(H) * W;
   for (int64_t j = j0; j < j1; ++j) {
@@ -126,14 +127,15 @@ OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, const ui
       for (int64_t c = 1; c < nchunks; ++c) best = std::min(best, keys[c * P + p]);
       scalar_t* rp = ob + 4 * p;
       scalar_t* dp = dbb + 4 * p;
-      if (best == kEmptyKey) {
+      const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
+      int64_t v[3];
+      // (the re-check costs nothing here and keeps this read safe even if tri changed since the draw)
+      if (best == kEmptyKey || !rast_tri_vertices(tr, t, V, v)) {
         rp[0] = rp[1] = rp[2] = rp[3] = scalar_t(0);
         dp[0] = dp[1] = dp[2] = dp[3] = scalar_t(0);
         continue;
       }
-      const int64_t t = static_cast<int64_t>(best & 0xffffffffu);
-      rast_resolve(pb + 4 * static_cast<int64_t>(tr[3 * t]), pb + 4 * static_cast<int64_t>(tr[3 * t + 1]),
-                   pb + 4 * static_cast<int64_t>(tr[3 * t + 2]), static_cast<int32_t>(t), ndc_x[i], ndc_y[j], H, W,
+      rast_resolve(pb + 4 * v[0], pb + 4 * v[1], pb + 4 * v[2], static_cast<int32_t>(t), ndc_x[i], ndc_y[j], H, W,
                    rp, dp);
     }
   }
@@ -170,8 +172,9 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
           const scalar_t* pb = ps + r.vertex_offset;
           std::fill(ws.keys.begin(), ws.keys.end(), kEmptyKey);
           snap_vertices(pb, 0, V, h, w, ws.sv);
-          draw_chunk(pb, tr, ws.sv, r.first, r.first + r.count, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data());
-          resolve_rows(pb, tr, ws.keys.data(), 1, 0, H, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
+          draw_chunk(pb, tr, V, ws.sv, r.first, r.first + r.count, h, w, ndc.x.data(), ndc.y.data(),
+                     ws.keys.data());
+          resolve_rows(pb, tr, V, ws.keys.data(), 1, 0, H, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
                        out_db + b * P * 4);
         }
       });
@@ -192,11 +195,11 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
-          draw_chunk(pb, tr, ws.sv, first, last, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data() + c * P);
+          draw_chunk(pb, tr, V, ws.sv, first, last, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data() + c * P);
         }
       });
       at::parallel_for(0, H, 8, [&](int64_t j0, int64_t j1) {
-        resolve_rows(pb, tr, ws.keys.data(), nchunks, j0, j1, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
+        resolve_rows(pb, tr, V, ws.keys.data(), nchunks, j0, j1, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
                      out_db + b * P * 4);
       });
     }
@@ -239,10 +242,11 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
                 (gdb == nullptr || (gdb[0] == scalar_t(0) && gdb[1] == scalar_t(0) && gdb[2] == scalar_t(0) &&
                                     gdb[3] == scalar_t(0))))
               continue;
-            const int64_t v0 = tr[3 * t], v1 = tr[3 * t + 1], v2 = tr[3 * t + 2];
-            rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, ndc.x[p % W], ndc.y[p / W], static_cast<int>(H),
-                          static_cast<int>(W), gu, gv, gdb, gb + 4 * v0, gb + 4 * v1,
-                          gb + 4 * v2, PlainAdd{});
+            int64_t v[3];
+            if (!rast_tri_vertices(tr, t, V, v)) continue;
+            rast_backward(pb + 4 * v[0], pb + 4 * v[1], pb + 4 * v[2], ndc.x[p % W], ndc.y[p / W],
+                          static_cast<int>(H), static_cast<int>(W), gu, gv, gdb, gb + 4 * v[0], gb + 4 * v[1],
+                          gb + 4 * v[2], PlainAdd{});
           }
         }
       }

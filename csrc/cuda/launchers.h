@@ -21,30 +21,31 @@ cudaError_t launch_neighbour_min_backward(const scalar_t* grad_d2, const scalar_
                                           scalar_t* grad_target, scalar_t* grad_render, cudaStream_t stream);
 
 // rasterize: ranges_dev = device copy of ranges [B, 2] (range mode) or nullptr (instanced: every image draws
-// triangles [0, F)); max_count = the largest per-image triangle count; vstride = B-stride of pos (V * 4 or 0);
+// triangles [0, F)); V = vertices per image (the kernels skip triangles naming a vertex outside [0, V)); max_count = the largest per-image triangle count; vstride = B-stride of pos (V * 4 or 0);
 // keys = scratch of B * H * W 64-bit words.
 template <typename scalar_t>
-cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, const int32_t* ranges_dev,
+cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V,
+                                     const int32_t* ranges_dev,
                                      int64_t max_count, int64_t vstride, int64_t B, int H, int W,
                                      unsigned long long* keys, scalar_t* rast, scalar_t* db, cudaStream_t stream);
 
 // grad_pos must be zero-initialised; grad_db may be nullptr.
 template <typename scalar_t>
-cudaError_t launch_rasterize_backward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t vstride,
+cudaError_t launch_rasterize_backward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V, int64_t vstride,
                                       const scalar_t* rast, const scalar_t* grad_rast, const scalar_t* grad_db,
                                       int64_t B, int H, int W, scalar_t* grad_pos, cudaStream_t stream);
 
-// interpolate: astride = B-stride of attr (V * C, or 0 when broadcast); diff_dev = device copy of the nd indices.
+// interpolate: V = attr's vertex count; astride = B-stride of attr (V * C, or 0 when broadcast); diff_dev = device copy of the nd indices.
 template <typename scalar_t>
 cudaError_t launch_interpolate_forward(const scalar_t* attr, int64_t astride, const scalar_t* rast,
-                                       const scalar_t* rast_db, const int32_t* tri, int64_t F, const int32_t* diff_dev,
-                                       int nd, int64_t B, int H, int W, int C, scalar_t* out, scalar_t* out_da,
+                                       const scalar_t* rast_db, const int32_t* tri, int64_t F, int64_t V,
+                                       const int32_t* diff_dev, int nd, int64_t B, int H, int W, int C, scalar_t* out, scalar_t* out_da,
                                        cudaStream_t stream);
 
 // grad_attr, grad_rast and grad_db must be zero-initialised; grad_da may be nullptr.
 template <typename scalar_t>
 cudaError_t launch_interpolate_backward(const scalar_t* attr, int64_t astride, const scalar_t* rast,
-                                        const scalar_t* rast_db, const int32_t* tri, int64_t F,
+                                        const scalar_t* rast_db, const int32_t* tri, int64_t F, int64_t V,
                                         const int32_t* diff_dev, int nd, int64_t B, int H, int W, int C,
                                         const scalar_t* grad_out, const scalar_t* grad_da, scalar_t* grad_attr,
                                         scalar_t* grad_rast, scalar_t* grad_db, cudaStream_t stream);

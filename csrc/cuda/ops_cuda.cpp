@@ -92,7 +92,7 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cuda", [&] {
     check(launch_rasterize_forward<scalar_t>(
-              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), F,
+              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), F, V,
               instanced ? nullptr : ranges_dev.const_data_ptr<int32_t>(), max_count, instanced ? V * 4 : 0, B,
               static_cast<int>(H), static_cast<int>(W),
               reinterpret_cast<unsigned long long*>(keys.mutable_data_ptr<int64_t>()), rast.mutable_data_ptr<scalar_t>(),
@@ -112,7 +112,7 @@ at::Tensor rasterize_backward(const at::Tensor& pos, const at::Tensor& tri, cons
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_backward_cuda", [&] {
     check(launch_rasterize_backward<scalar_t>(
-              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), tri.size(0), instanced ? V * 4 : 0,
+              pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), tri.size(0), V, instanced ? V * 4 : 0,
               rast.const_data_ptr<scalar_t>(), grad_rast.const_data_ptr<scalar_t>(),
               grad_db.defined() ? grad_db.const_data_ptr<scalar_t>() : nullptr, B, static_cast<int>(H),
               static_cast<int>(W), grad.mutable_data_ptr<scalar_t>(), stream),
@@ -135,7 +135,7 @@ std::tuple<at::Tensor, at::Tensor> interpolate_forward(const at::Tensor& attr, c
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_forward_cuda", [&] {
     check(launch_interpolate_forward<scalar_t>(
               attr.const_data_ptr<scalar_t>(), Ba == 1 ? 0 : V * C, rast.const_data_ptr<scalar_t>(),
-              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0),
+              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0), V,
               diff_dev.const_data_ptr<int32_t>(), nd, B, static_cast<int>(H), static_cast<int>(W), static_cast<int>(C),
               out.mutable_data_ptr<scalar_t>(), out_da.mutable_data_ptr<scalar_t>(), stream),
           "interpolate forward");
@@ -160,7 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> interpolate_backward(const at::Te
   AT_DISPATCH_FLOATING_TYPES(attr.scalar_type(), "interpolate_backward_cuda", [&] {
     check(launch_interpolate_backward<scalar_t>(
               attr.const_data_ptr<scalar_t>(), Ba == 1 ? 0 : V * C, rast.const_data_ptr<scalar_t>(),
-              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0),
+              nd > 0 ? rast_db.const_data_ptr<scalar_t>() : nullptr, tri.const_data_ptr<int32_t>(), tri.size(0), V,
               diff_dev.const_data_ptr<int32_t>(), nd, B, static_cast<int>(H), static_cast<int>(W), static_cast<int>(C),
               grad_out.const_data_ptr<scalar_t>(), grad_da.defined() ? grad_da.const_data_ptr<scalar_t>() : nullptr,
               grad_attr.mutable_data_ptr<scalar_t>(), grad_rast.mutable_data_ptr<scalar_t>(),

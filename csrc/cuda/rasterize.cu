@@ -13,9 +13,9 @@
 namespace occ::cuda {
 namespace {
 
-struct RangeView {  // triangles of image b: [first, first + count); vertices at pos + b * vstride
+struct RangeView {  // triangles of image b: [first, first + count); its V vertices at pos + b * vstride
   const int32_t* ranges;  // device copy of ranges [B, 2], or nullptr in instanced mode
-  int64_t F, vstride;
+  int64_t F, V, vstride;
   __device__ void get(int64_t b, int64_t& first, int64_t& count) const {
     if (ranges) {
       first = ranges[2 * b];
@@ -38,10 +38,12 @@ __global__ void draw_kernel(const scalar_t* __restrict__ pos, const int32_t* __r
     rv.get(b, first, count);
     if (local >= count) continue;
     const int64_t t = first + local;
+    int64_t v[3];
+    if (!rast_tri_vertices(tri, t, rv.V, v)) continue;  // an index outside [0, V): never drawn
     const scalar_t* pb = pos + b * rv.vstride;
-    const scalar_t* p0 = pb + 4 * static_cast<int64_t>(tri[3 * t]);
-    const scalar_t* p1 = pb + 4 * static_cast<int64_t>(tri[3 * t + 1]);
-    const scalar_t* p2 = pb + 4 * static_cast<int64_t>(tri[3 * t + 2]);
+    const scalar_t* p0 = pb + 4 * v[0];
+    const scalar_t* p1 = pb + 4 * v[1];
+    const scalar_t* p2 = pb + 4 * v[2];
     RastTriSetup s;
     if (!rast_setup(p0, p1, p2, H, W, s)) continue;
     unsigned long long* kb = keys + b * static_cast<int64_t>(H) * W;
@@ -61,35 +63,37 @@ __global__ void draw_kernel(const scalar_t* __restrict__ pos, const int32_t* __r
 }
 
 template <typename scalar_t>
-__global__ void resolve_kernel(const scalar_t* __restrict__ pos, const int32_t* __restrict__ tri, int64_t vstride,
+__global__ void resolve_kernel(const scalar_t* __restrict__ pos, const int32_t* __restrict__ tri, int64_t V,
+                               int64_t vstride,
                                const unsigned long long* __restrict__ keys, int64_t B, int H, int W,
                                scalar_t* __restrict__ rast, scalar_t* __restrict__ db) {
   for_each_pixel(B, H, W, [&](int64_t b, int j, int i, int64_t q) {
     const unsigned long long key = keys[q];
     scalar_t* rp = rast + 4 * q;
     scalar_t* dp = db + 4 * q;
-    if (key == ~0ull) {
+    const int64_t t = static_cast<int64_t>(key & 0xffffffffull);
+    int64_t v[3];
+    if (key == ~0ull || !rast_tri_vertices(tri, t, V, v)) {
       rp[0] = rp[1] = rp[2] = rp[3] = scalar_t(0);
       dp[0] = dp[1] = dp[2] = dp[3] = scalar_t(0);
       return;
     }
-    const int64_t t = static_cast<int64_t>(key & 0xffffffffull);
     const scalar_t* pb = pos + b * vstride;
-    rast_resolve(pb + 4 * static_cast<int64_t>(tri[3 * t]), pb + 4 * static_cast<int64_t>(tri[3 * t + 1]),
-                 pb + 4 * static_cast<int64_t>(tri[3 * t + 2]), static_cast<int32_t>(t), rast_ndc<scalar_t>(i, W),
+    rast_resolve(pb + 4 * v[0], pb + 4 * v[1], pb + 4 * v[2], static_cast<int32_t>(t), rast_ndc<scalar_t>(i, W),
                  rast_ndc<scalar_t>(j, H), H, W, rp, dp);
   });
 }
 
 template <typename scalar_t>
 __global__ void rasterize_backward_kernel(const scalar_t* __restrict__ pos, const int32_t* __restrict__ tri,
-                                          int64_t F, int64_t vstride, const scalar_t* __restrict__ rast,
+                                          int64_t F, int64_t V, int64_t vstride, const scalar_t* __restrict__ rast,
                                           const scalar_t* __restrict__ grad_rast, const scalar_t* __restrict__ grad_db,
                                           int64_t B, int H, int W, scalar_t* __restrict__ grad_pos) {
   for_each_pixel(B, H, W, [&](int64_t b, int j, int i, int64_t q) {
     const int32_t t = rast_triangle(rast + 4 * q, F);
-    if (t < 0) return;
-    const int64_t v0 = tri[3 * t], v1 = tri[3 * t + 1], v2 = tri[3 * t + 2];
+    int64_t v[3];
+    if (t < 0 || !rast_tri_vertices(tri, t, V, v)) return;
+    const int64_t v0 = v[0], v1 = v[1], v2 = v[2];
     const scalar_t* pb = pos + b * vstride;
     scalar_t* gb = grad_pos + b * vstride;
     rast_backward(pb + 4 * v0, pb + 4 * v1, pb + 4 * v2, rast_ndc<scalar_t>(i, W), rast_ndc<scalar_t>(j, H), H, W,
@@ -101,21 +105,21 @@ __global__ void rasterize_backward_kernel(const scalar_t* __restrict__ pos, cons
 template <typename scalar_t>
 __global__ void interpolate_forward_kernel(const scalar_t* __restrict__ attr, int64_t astride,
                                            const scalar_t* __restrict__ rast, const scalar_t* __restrict__ rast_db,
-                                           const int32_t* __restrict__ tri, int64_t F, const int32_t* __restrict__ diff,
-                                           int nd, int64_t B, int H, int W, int C, scalar_t* __restrict__ out,
+                                           const int32_t* __restrict__ tri, int64_t F, int64_t V,
+                                           const int32_t* __restrict__ diff, int nd, int64_t B, int H, int W, int C, scalar_t* __restrict__ out,
                                            scalar_t* __restrict__ out_da) {
   for_each_pixel(B, H, W, [&](int64_t b, int, int, int64_t q) {
     const int32_t t = rast_triangle(rast + 4 * q, F);
     scalar_t* o = out + q * C;
     scalar_t* oda = out_da + q * 2 * nd;
-    if (t < 0) {
+    int64_t v[3];
+    if (t < 0 || !rast_tri_vertices(tri, t, V, v)) {
       for (int c = 0; c < C; ++c) o[c] = scalar_t(0);
       for (int k = 0; k < 2 * nd; ++k) oda[k] = scalar_t(0);
       return;
     }
     const scalar_t* ab = attr + b * astride;
-    interp_forward(rast + 4 * q, rast_db ? rast_db + 4 * q : nullptr, ab + C * static_cast<int64_t>(tri[3 * t]),
-                   ab + C * static_cast<int64_t>(tri[3 * t + 1]), ab + C * static_cast<int64_t>(tri[3 * t + 2]), C,
+    interp_forward(rast + 4 * q, rast_db ? rast_db + 4 * q : nullptr, ab + C * v[0], ab + C * v[1], ab + C * v[2], C,
                    diff, nd, o, oda);
   });
 }
@@ -123,15 +127,16 @@ __global__ void interpolate_forward_kernel(const scalar_t* __restrict__ attr, in
 template <typename scalar_t>
 __global__ void interpolate_backward_kernel(const scalar_t* __restrict__ attr, int64_t astride,
                                             const scalar_t* __restrict__ rast, const scalar_t* __restrict__ rast_db,
-                                            const int32_t* __restrict__ tri, int64_t F,
+                                            const int32_t* __restrict__ tri, int64_t F, int64_t V,
                                             const int32_t* __restrict__ diff, int nd, int64_t B, int H, int W, int C,
                                             const scalar_t* __restrict__ grad_out, const scalar_t* __restrict__ grad_da,
                                             scalar_t* __restrict__ grad_attr, scalar_t* __restrict__ grad_rast,
                                             scalar_t* __restrict__ grad_db) {
   for_each_pixel(B, H, W, [&](int64_t b, int, int, int64_t q) {
     const int32_t t = rast_triangle(rast + 4 * q, F);
-    if (t < 0) return;  // gradients were zero-initialised
-    const int64_t v0 = tri[3 * t], v1 = tri[3 * t + 1], v2 = tri[3 * t + 2];
+    int64_t v[3];
+    if (t < 0 || !rast_tri_vertices(tri, t, V, v)) return;  // gradients were zero-initialised
+    const int64_t v0 = v[0], v1 = v[1], v2 = v[2];
     const scalar_t* ab = attr + b * astride;
     scalar_t* gab = grad_attr + b * astride;
     interp_backward(rast + 4 * q, rast_db ? rast_db + 4 * q : nullptr, ab + C * v0, ab + C * v1, ab + C * v2, C, diff,
@@ -143,7 +148,8 @@ __global__ void interpolate_backward_kernel(const scalar_t* __restrict__ attr, i
 }  // namespace
 
 template <typename scalar_t>
-cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, const int32_t* ranges_dev,
+cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V,
+                                     const int32_t* ranges_dev,
                                      int64_t max_count, int64_t vstride, int64_t B, int H, int W,
                                      unsigned long long* keys, scalar_t* rast, scalar_t* db, cudaStream_t stream) {
   const int64_t P = B * H * static_cast<int64_t>(W);
@@ -152,62 +158,65 @@ cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, in
   if (err != cudaSuccess) return err;
   if (B * max_count > 0) {
     draw_kernel<scalar_t><<<blocks_for(B * max_count), kThreads, 0, stream>>>(
-        pos, tri, RangeView{ranges_dev, F, vstride}, B, max_count, H, W, keys);
+        pos, tri, RangeView{ranges_dev, F, V, vstride}, B, max_count, H, W, keys);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
   }
-  resolve_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(pos, tri, vstride, keys, B, H, W, rast, db);
+  resolve_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(pos, tri, V, vstride, keys, B, H, W, rast,
+                                                                     db);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
-cudaError_t launch_rasterize_backward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t vstride,
+cudaError_t launch_rasterize_backward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V, int64_t vstride,
                                       const scalar_t* rast, const scalar_t* grad_rast, const scalar_t* grad_db,
                                       int64_t B, int H, int W, scalar_t* grad_pos, cudaStream_t stream) {
   const int64_t P = B * H * static_cast<int64_t>(W);
   if (P == 0) return cudaSuccess;
-  rasterize_backward_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(pos, tri, F, vstride, rast, grad_rast,
-                                                                             grad_db, B, H, W, grad_pos);
+  rasterize_backward_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(pos, tri, F, V, vstride, rast,
+                                                                             grad_rast, grad_db, B, H, W, grad_pos);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
 cudaError_t launch_interpolate_forward(const scalar_t* attr, int64_t astride, const scalar_t* rast,
-                                       const scalar_t* rast_db, const int32_t* tri, int64_t F, const int32_t* diff_dev,
-                                       int nd, int64_t B, int H, int W, int C, scalar_t* out, scalar_t* out_da,
-                                       cudaStream_t stream) {
+                                       const scalar_t* rast_db, const int32_t* tri, int64_t F, int64_t V,
+                                       const int32_t* diff_dev, int nd, int64_t B, int H, int W, int C, scalar_t* out,
+                                       scalar_t* out_da, cudaStream_t stream) {
   const int64_t P = B * H * static_cast<int64_t>(W);
   if (P == 0) return cudaSuccess;
   interpolate_forward_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(attr, astride, rast, rast_db, tri, F,
-                                                                              diff_dev, nd, B, H, W, C, out, out_da);
+                                                                              V, diff_dev, nd, B, H, W, C, out,
+                                                                              out_da);
   return cudaGetLastError();
 }
 
 template <typename scalar_t>
 cudaError_t launch_interpolate_backward(const scalar_t* attr, int64_t astride, const scalar_t* rast,
-                                        const scalar_t* rast_db, const int32_t* tri, int64_t F,
+                                        const scalar_t* rast_db, const int32_t* tri, int64_t F, int64_t V,
                                         const int32_t* diff_dev, int nd, int64_t B, int H, int W, int C,
                                         const scalar_t* grad_out, const scalar_t* grad_da, scalar_t* grad_attr,
                                         scalar_t* grad_rast, scalar_t* grad_db, cudaStream_t stream) {
   const int64_t P = B * H * static_cast<int64_t>(W);
   if (P == 0) return cudaSuccess;
   interpolate_backward_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(
-      attr, astride, rast, rast_db, tri, F, diff_dev, nd, B, H, W, C, grad_out, grad_da, grad_attr, grad_rast,
+      attr, astride, rast, rast_db, tri, F, V, diff_dev, nd, B, H, W, C, grad_out, grad_da, grad_attr, grad_rast,
       grad_db);
   return cudaGetLastError();
 }
 
 #define OCC_INSTANTIATE(T)                                                                                        \
-  template cudaError_t launch_rasterize_forward<T>(const T*, const int32_t*, int64_t, const int32_t*, int64_t,    \
-                                                   int64_t, int64_t, int, int, unsigned long long*, T*, T*,       \
-                                                   cudaStream_t);                                                 \
-  template cudaError_t launch_rasterize_backward<T>(const T*, const int32_t*, int64_t, int64_t, const T*,         \
-                                                    const T*, const T*, int64_t, int, int, T*, cudaStream_t);     \
+  template cudaError_t launch_rasterize_forward<T>(const T*, const int32_t*, int64_t, int64_t, const int32_t*,   \
+                                                   int64_t, int64_t, int64_t, int, int, unsigned long long*, T*,  \
+                                                   T*, cudaStream_t);                                             \
+  template cudaError_t launch_rasterize_backward<T>(const T*, const int32_t*, int64_t, int64_t, int64_t,          \
+                                                    const T*, const T*, const T*, int64_t, int, int, T*,          \
+                                                    cudaStream_t);                                                \
   template cudaError_t launch_interpolate_forward<T>(const T*, int64_t, const T*, const T*, const int32_t*,       \
-                                                     int64_t, const int32_t*, int, int64_t, int, int, int, T*, T*, \
-                                                     cudaStream_t);                                               \
+                                                     int64_t, int64_t, const int32_t*, int, int64_t, int, int,    \
+                                                     int, T*, T*, cudaStream_t);                                  \
   template cudaError_t launch_interpolate_backward<T>(const T*, int64_t, const T*, const T*, const int32_t*,      \
-                                                      int64_t, const int32_t*, int, int64_t, int, int, int,       \
-                                                      const T*, const T*, T*, T*, T*, cudaStream_t);
+                                                      int64_t, int64_t, const int32_t*, int, int64_t, int, int,   \
+                                                      int, const T*, const T*, T*, T*, T*, cudaStream_t);
 OCC_INSTANTIATE(float)
 OCC_INSTANTIATE(double)
 #undef OCC_INSTANTIATE

@@ -1,6 +1,9 @@
 """Argument checks shared by the ops: one place that turns bad input into a clear, named Python exception."""
 from __future__ import annotations
 
+import threading
+import weakref
+
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -40,25 +43,29 @@ def image_mask(name: str, value: torch.Tensor | None, batch: int, height: int, w
 # ------------------------------------------------------------------------------------- index range, memoised
 # Reading min/max of an index tensor is a device synchronisation on CUDA (an aminmax kernel plus a copy back),
 # paid on every call although a mesh's triangles rarely change. The result is remembered per tensor object and
-# version counter: any in-place write bumps the version (views share it), so a changed tensor is re-read. The
-# cache holds strong references (a few small index tensors), so an object's id cannot be reused while cached.
-# Inference-mode tensors have no version counter and are always re-read. Writes that bypass PyTorch (through a
-# NumPy or DLPack view) are not seen: re-create the tensor after such writes.
-_RANGE_CACHE: list[tuple[torch.Tensor, int, int, int]] = []
+# version counter: in-place writes through PyTorch bump the version (views share it), so a changed tensor is
+# re-read. It only decides which error message a bad mesh gets, never memory safety: writes that bypass the
+# version counter (``tri.data[...] = ...``, a NumPy or DLPack view) make it stale, and the kernels themselves skip
+# any triangle that names a vertex outside [0, V). The cache holds weak references, so it never keeps a tensor
+# alive. Inference-mode tensors have no version counter and are always re-read.
+_RANGE_CACHE: list[tuple[weakref.ref, int, int, int]] = []
 _RANGE_CACHE_SIZE = 8
+_RANGE_LOCK = threading.Lock()
 
 
 def index_range(index: torch.Tensor) -> tuple[int, int]:
     """``(min, max)`` of a non-empty integer tensor, remembered while the tensor is unmodified."""
     version = None if index.is_inference() else index._version
     if version is not None:
-        for i, (t, v, lo, hi) in enumerate(_RANGE_CACHE):
-            if t is index and v == version:
-                if i:
-                    _RANGE_CACHE.insert(0, _RANGE_CACHE.pop(i))
-                return lo, hi
+        with _RANGE_LOCK:
+            for i, (ref, v, lo, hi) in enumerate(_RANGE_CACHE):
+                if ref() is index and v == version:
+                    if i:
+                        _RANGE_CACHE.insert(0, _RANGE_CACHE.pop(i))
+                    return lo, hi
     lo, hi = (int(v) for v in index.aminmax())
     if version is not None:
-        _RANGE_CACHE[:] = [e for e in _RANGE_CACHE if e[0] is not index][: _RANGE_CACHE_SIZE - 1]
-        _RANGE_CACHE.insert(0, (index, version, lo, hi))
+        with _RANGE_LOCK:
+            keep = [e for e in _RANGE_CACHE if e[0]() is not None and e[0]() is not index]
+            _RANGE_CACHE[:] = [(weakref.ref(index), version, lo, hi)] + keep[: _RANGE_CACHE_SIZE - 1]
     return lo, hi

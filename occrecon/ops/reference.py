@@ -14,6 +14,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .triangle_id import encode_triangle_id, triangle_index
+
 __all__ = ["neighbour_min", "rasterize", "interpolate", "fragments", "sh_basis", "sh_shade", "vertex_normals"]
 
 
@@ -43,6 +45,10 @@ def neighbour_min(target: torch.Tensor, render: torch.Tensor, k: int = 3,
     # NaN must win over inf placeholders and real values alike: torch.min propagates NaN with its index.
     d2, idx = torch.min(dist, dim=0)
     any_valid = valid.any(dim=0)
+    # Every valid candidate at +inf ties with the invalid placeholders: the winner is the first valid candidate (as
+    # in the kernel), never a window cell outside the image or the region.
+    first_valid = valid.to(torch.uint8).argmax(dim=0)
+    idx = torch.where(d2 == float("inf"), first_valid, idx)
     d2 = torch.where(any_valid, d2, torch.zeros_like(d2))
     idx = torch.where(any_valid, idx, torch.full_like(idx, -1))
     return d2, idx
@@ -280,7 +286,7 @@ def _rasterize_image(pos_b: torch.Tensor, tri: torch.Tensor, first: int, count: 
         derivs.append(((da0 - u * dat) / at * scale, (da1 - v * dat) / at * scale))
     (dudx, dvdx), (dudy, dvdy) = derivs
 
-    vals = torch.stack([u, v, zw, (t + 1).to(dtype)], dim=-1)
+    vals = torch.stack([u, v, zw, encode_triangle_id(t, dtype)], dim=-1)
     rast = pos_b.new_zeros((n_pix, 4)).index_put((pix,), vals)
     rast_db = pos_b.new_zeros((n_pix, 4)).index_put((pix,), torch.stack([dudx, dudy, dvdx, dvdy], dim=-1))
     return rast.reshape(h, w, 4), rast_db.reshape(h, w, 4)
@@ -311,11 +317,15 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, rast_
     n_attr = attr.shape[-1]
 
     n_tri = tri.shape[0]
-    tid = rast[..., 3]
-    covered = (tid >= 1) & (tid <= n_tri)  # also False for NaN
+    tid = triangle_index(rast[..., 3].detach())
+    covered = (tid >= 0) & (tid < n_tri)
     # Pixels that name no triangle read an appended dummy triangle (vertex 0) and are zeroed below.
-    t = torch.where(covered, tid, torch.full_like(tid, n_tri + 1)).long() - 1
+    t = torch.where(covered, tid, torch.full_like(tid, n_tri))
     vidx = torch.cat([tri, tri.new_zeros((1, 3))])[t]  # [B, H, W, 3]
+    # a triangle that names a vertex outside [0, V) draws nothing (as in the kernels)
+    inside = ((vidx >= 0) & (vidx < attr.shape[1])).all(-1)
+    covered = covered & inside
+    vidx = torch.where(covered[..., None], vidx, torch.zeros_like(vidx))
     batch = torch.arange(b, device=rast.device)[:, None, None]
     a0, a1, a2 = (attr[batch, vidx[..., k]] for k in range(3))  # each [B, H, W, C]
     u, v = rast[..., 0:1], rast[..., 1:2]
@@ -350,8 +360,8 @@ def fragments(rast: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Ten
     -1 on empty pixels, and ``dists = None``. Differentiable w.r.t. rast's (u, v) and z/w.
     """
     rast = rast.flip(1)
-    covered = rast[..., 3:4] > 0
-    pix_to_face = torch.where(covered, rast[..., 3:4].long() - 1, torch.full_like(covered, -1, dtype=torch.long))
+    pix_to_face = triangle_index(rast[..., 3:4].detach())
+    covered = pix_to_face >= 0
     minus_one = torch.full_like(rast[..., 2:3], -1)
     zbuf = torch.where(covered, rast[..., 2:3], minus_one)
     u, v = rast[..., 0:1], rast[..., 1:2]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import torch
 
+from .triangle_id import triangle_index
+
 __all__ = ["topology", "antialias"]
 
-_FLOAT_ID_LIMIT = 16777216.0  # 2^24: ids above are stored as bit patterns (nvdiffrast's float_to_triidx)
 _SNAP_EPS = 1.0 / 16.0        # tolerated crossing outside the segment, px
 _GRAD_EPS = 1e-3              # nvdiffrast's regulariser of 1/dy in the position gradient, px
 
@@ -47,16 +48,6 @@ def topology(tri: torch.Tensor) -> torch.Tensor:
                 row.append(-1)
         out.append(row)
     return torch.tensor(out, dtype=torch.int32, device=tri.device).reshape(-1, 3)
-
-
-def _triangle_index(ids: torch.Tensor) -> torch.Tensor:
-    """rast[..., 3] -> triangle index (int64), -1 for empty."""
-    if ids.dtype != torch.float32:  # float64 holds every id exactly: no bit-pattern encoding
-        return torch.where(ids >= 1, ids.trunc().to(torch.int64), torch.zeros((), dtype=torch.int64)) - 1
-    bits = ids.view(torch.int32).to(torch.int64) - 0x4A800000
-    plain = ids.clamp(0, _FLOAT_ID_LIMIT).trunc().to(torch.int64)
-    one_based = torch.where(ids <= _FLOAT_ID_LIMIT, plain, bits)
-    return torch.where(ids >= 1, one_based, torch.zeros_like(one_based)) - 1
 
 
 def _sign_bit(x: torch.Tensor) -> torch.Tensor:
@@ -91,7 +82,7 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
         bi, y0, x0 = _segments(b, h, w, d, color.device)
         y1, x1 = y0 + d, x0 + 1 - d
         id0, id1 = rast[bi, y0, x0, 3], rast[bi, y1, x1, 3]
-        t0, t1 = _triangle_index(id0), _triangle_index(id1)
+        t0, t1 = triangle_index(id0), triangle_index(id1)
         # the nearer triangle; an empty pixel never wins; equal depth (or NaN) picks pixel1
         side1 = (t0 < 0) | ((t1 >= 0) & ~(rast[bi, y0, x0, 2] < rast[bi, y1, x1, 2]))
         t = torch.where(side1, t1, t0)

@@ -4,8 +4,9 @@ from .camera import PerspectiveCamera, euler_rotation
 from .face import FaceRender, FaceRenderer
 from .fragments import Fragments, fragments
 from .normals import vertex_normals
+from ..ops.triangle_id import triangle_index
 from .raster import RasterizeCudaContext, RasterizeGLContext, interpolate, rasterize
 
 __all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate", "antialias",
            "antialias_construct_topology_hash", "fragments", "Fragments", "PerspectiveCamera", "euler_rotation",
-           "vertex_normals", "FaceRenderer", "FaceRender"]
+           "vertex_normals", "FaceRenderer", "FaceRender", "triangle_index"]

@@ -6,6 +6,7 @@ from typing import NamedTuple
 import torch
 
 from ..ops import _checks
+from ..ops.triangle_id import triangle_index
 
 __all__ = ["Fragments", "fragments"]
 
@@ -29,17 +30,22 @@ def fragments(rast: torch.Tensor, faces_per_mesh: int | None = None) -> Fragment
 
     Returns:
         :class:`Fragments` in PyTorch3D's row order (row 0 = TOP, so the rows are flipped; columns are kept):
-        ``pix_to_face`` int64 with -1 on empty pixels, ``zbuf`` = z/w (NDC depth; PyTorch3D stores view-space z, so
+        ``pix_to_face`` int64 with -1 on empty pixels and wherever ``rast[..., 3]`` holds no triangle id (0,
+        negative, NaN, inf; ids are decoded as nvdiffrast encodes them, exact beyond 2^24 triangles: see
+        :func:`occrecon.render.triangle_index`), ``zbuf`` = z/w (NDC depth; PyTorch3D stores view-space z, so
         compare depths, not values), ``bary_coords`` = (u, v, 1 - u - v), the weights of ``tri[f, 0]``,
         ``tri[f, 1]``, ``tri[f, 2]``, -1 on empty pixels, ``dists`` = None.
     """
     _checks.tensor("rast", rast)
     if rast.dim() != 4 or rast.shape[3] != 4:
         raise ValueError(f"rast must be [B, H, W, 4], got shape {tuple(rast.shape)}")
+    _checks.floating("rast", rast)
     flipped = rast.flip(1)
-    face = flipped[..., 3].long() - 1
+    face = triangle_index(flipped[..., 3].detach())  # -1 for empty pixels and for values that are no id
     empty = face < 0
     if faces_per_mesh is not None:
+        if isinstance(faces_per_mesh, bool) or not isinstance(faces_per_mesh, int) or faces_per_mesh < 1:
+            raise ValueError(f"faces_per_mesh must be a positive int or None, got {faces_per_mesh!r}")
         offset = torch.arange(rast.shape[0], device=rast.device).view(-1, 1, 1) * int(faces_per_mesh)
         face = torch.where(empty, face, face + offset)
     u, v = flipped[..., 0], flipped[..., 1]

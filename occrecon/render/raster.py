@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from ..ops import _checks
+from ..ops.triangle_id import MAX_FLOAT_TRIANGLES
 
 __all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate"]
 
@@ -119,6 +120,8 @@ def _check_tri(tri: object, num_vertices: int, device: torch.device) -> torch.Te
         raise TypeError(f"tri must be int32 (as in nvdiffrast), got {tri.dtype}")
     if tri.device != device:
         raise ValueError(f"tri is on {tri.device} but pos/attr is on {device}")
+    if tri.shape[0] > MAX_FLOAT_TRIANGLES:
+        raise ValueError(f"tri has {tri.shape[0]} triangles; rast's triangle ids hold at most {MAX_FLOAT_TRIANGLES}")
     # Value checks read the data: done in eager mode here (with this message) and always in C++ inside the op, so a
     # compiled graph (which cannot branch on data) is still protected.
     if tri.numel() > 0 and not torch.compiler.is_compiling():
@@ -137,14 +140,19 @@ def rasterize(glctx: RasterizeCudaContext | None, pos: torch.Tensor, tri: torch.
         glctx: a :class:`RasterizeCudaContext` / :class:`RasterizeGLContext`, or None.
         pos: clip-space vertex positions (x, y, z, w), float32 (float64 also works, e.g. for gradcheck).
             ``[B, V, 4]``: instanced mode, one mesh per image. ``[V, 4]``: range mode with ``ranges``.
-        tri: ``[F, 3]`` int32 vertex indices, in ``[0, V)``.
+        tri: ``[F, 3]`` int32 vertex indices, in ``[0, V)`` (checked; and should a write that bypasses PyTorch's
+            version counter, such as ``tri.data[...] = ...``, slip past the memoised check, the kernels skip any
+            triangle naming a vertex outside ``[0, V)``: never an out-of-bounds read).
         resolution: ``(height, width)``, each in [1, 16384].
         ranges: range mode only: int32 ``[B, 2]`` (first triangle, triangle count) per image, on the CPU. Triangle ids
             in the output are global indices into ``tri``. Ignored in instanced mode.
         grad_db: whether gradients arriving at ``rast_db`` flow into ``pos``.
 
     Returns:
-        ``rast [B, H, W, 4]`` = (u, v, z/w, triangle_id + 1), zeros on empty pixels, row 0 = bottom row (OpenGL);
+        ``rast [B, H, W, 4]`` = (u, v, z/w, triangle_id + 1), zeros on empty pixels, row 0 = bottom row (OpenGL).
+        Ids are stored bit-exactly as nvdiffrast stores them: up to 2^24 as the float value, above that (float32)
+        as the float whose bit pattern is ``0x4a800000 + id + 1``; read them with
+        :func:`occrecon.render.triangle_index` (meshes of up to 889,192,446 triangles);
         ``rast_db [B, H, W, 4]`` = (du/dX, du/dY, dv/dX, dv/dY) in pixels (Y = row direction, up).
 
     Conventions are nvdiffrast's (``../shared/golden/README.md``): pixel centres at NDC ((2i+1)/W - 1, (2j+1)/H - 1),
