@@ -1,5 +1,6 @@
 """Hardening of the kernels and ops (issue 12): memory safety whatever the Python checks say, every argument of every
-registered op checked, bit-exact triangle ids beyond 2^24, fragments of hand-made ids,  range caches that never keep a tensor alive, and the reference neighbour_min's index."""
+registered op checked, bit-exact triangle ids beyond 2^24, fragments of hand-made ids, first-order-only gradients
+that say so, range caches that never keep a tensor alive, and the reference neighbour_min's index."""
 from __future__ import annotations
 
 import gc
@@ -13,7 +14,8 @@ import pytest
 import torch
 
 import occrecon.render as dr
-from occrecon.ops import _checks, neighbour_min, reference, vertex_normals
+from occrecon.ops import _checks, neighbour_min, reference, sh_shade, vertex_normals
+from occrecon.ops._autograd import SecondOrderError
 from occrecon.ops.triangle_id import MAX_FLOAT_TRIANGLES, encode_triangle_id, triangle_index
 
 
@@ -215,6 +217,68 @@ def test_fragments_of_invalid_ids_are_minus_one():
         dr.fragments(rast, faces_per_mesh=0)
     with pytest.raises(TypeError, match="rast"):
         dr.fragments(rast.long())
+
+
+# ------------------------------------------------------------------- item 8: second-order gradients raise
+def _double_backward_cases():
+    def rasterize(x):
+        return dr.rasterize(None, x, _two_triangles()[1], (8, 8))[0][..., :2]
+
+    def interpolate(x):
+        pos, tri = _two_triangles(torch.float64)
+        rast, _ = dr.rasterize(None, pos, tri, (8, 8))
+        return dr.interpolate(x, rast, tri)[0]
+
+    def antialias(x):
+        pos, tri = _two_triangles(torch.float64)
+        rast, _ = dr.rasterize(None, pos.float(), tri, (8, 8))
+        return dr.antialias(x, rast, pos.float().to(x.dtype), tri)
+
+    g = torch.Generator().manual_seed(0)
+    other = torch.rand(1, 3, 6, 6, dtype=torch.float64, generator=g)
+    normal = torch.nn.functional.normalize(torch.rand(1, 5, 3, dtype=torch.float64, generator=g), dim=-1)
+    gamma = torch.rand(1, 9, 3, dtype=torch.float64, generator=g)
+
+    def nmin(x):
+        return neighbour_min(x, other, 3)[0]
+
+    def shade(x):
+        return sh_shade(normal, x, gamma)
+
+    def normals(x):
+        return vertex_normals(x, _two_triangles()[1])
+
+    pos64 = _two_triangles(torch.float64)[0]
+    return [("rasterize", rasterize, pos64), ("interpolate", interpolate, torch.rand(1, 4, 2, dtype=torch.float64)),
+            ("antialias", antialias, torch.rand(1, 8, 8, 3, dtype=torch.float64)),
+            ("neighbour_min", nmin, torch.rand(1, 3, 6, 6, dtype=torch.float64)),
+            ("sh_shade", shade, torch.rand(1, 5, 3, dtype=torch.float64)),
+            ("vertex_normals", normals, pos64[..., :3].contiguous())]
+
+
+@pytest.mark.parametrize("name,fn,x", _double_backward_cases(), ids=lambda c: c if isinstance(c, str) else "")
+def test_double_backward_raises_a_clear_error(name, fn, x):
+    x = x.clone().requires_grad_(True)
+    first, = torch.autograd.grad(fn(x).pow(2).sum(), x)
+    g, = torch.autograd.grad(fn(x).pow(2).sum(), x, create_graph=True)
+    torch.testing.assert_close(g.detach(), first)  # first order unchanged under create_graph=True
+    assert g.requires_grad
+    with pytest.raises(SecondOrderError, match=f"occrecon.{name} has first-order gradients only"):
+        torch.autograd.grad(g.sum(), x)
+    with pytest.raises(SecondOrderError, match=name):
+        g.sum().backward()
+
+
+def test_create_graph_elsewhere_in_the_graph_still_works():
+    """A gradient penalty on a part of the graph that does not differentiate through the op's gradient."""
+    pos, tri = _two_triangles(torch.float64)
+    w = torch.rand(4, 2, dtype=torch.float64, requires_grad=True)
+    rast, _ = dr.rasterize(None, pos, tri, (8, 8))
+    out, _ = dr.interpolate(torch.ones(1, 4, 2, dtype=torch.float64), rast, tri)
+    y = (out * (w.sum() ** 2)).sum()
+    gw, = torch.autograd.grad(y, w, create_graph=True)
+    gw.sum().backward()  # d/dw of (sum(out) * 2 * sum(w)) summed over w: 2 * 8 * sum(out)
+    torch.testing.assert_close(w.grad, torch.full_like(w, 16 * float(out.sum())))
 
 
 # ------------------------------------------------------------------- item 10: caches keep no tensor alive

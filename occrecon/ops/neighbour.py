@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
+from ._autograd import first_order_only
 
 __all__ = ["neighbour_min", "neighbour_loss", "decode_offset"]
 
@@ -34,6 +35,7 @@ def _setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(idx)
 
 
+@first_order_only("neighbour_min")
 def _backward(ctx, grad_d2, _grad_idx):
     target, render, idx = ctx.saved_tensors
     if grad_d2 is None:

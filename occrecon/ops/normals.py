@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from . import _checks
+from ._autograd import first_order_only
 
 __all__ = ["vertex_normals"]
 
@@ -36,6 +37,7 @@ def _setup_context(ctx, inputs, output):
     ctx.set_materialize_grads(False)
 
 
+@first_order_only("vertex_normals")
 def _backward(ctx, grad_normals, _grad_norms):
     vertices, tri, normals, norms = ctx.saved_tensors
     if grad_normals is None or not ctx.needs_input_grad[0]:

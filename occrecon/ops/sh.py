@@ -10,6 +10,7 @@ import math
 import torch
 
 from . import _checks
+from ._autograd import first_order_only
 
 __all__ = ["sh_shade", "SH_CONSTANTS"]
 
@@ -40,6 +41,7 @@ def _setup_context(ctx, inputs, output):
     ctx.save_for_backward(normals, albedo, gamma)
 
 
+@first_order_only("sh_shade")
 def _backward(ctx, grad_out):
     normals, albedo, gamma = ctx.saved_tensors
     if grad_out is None:

@@ -12,6 +12,7 @@ import torch
 
 from occrecon import _C  # noqa: F401  (the extension: defines torch.ops.occrecon.antialias*)
 from occrecon.ops import _checks
+from occrecon.ops._autograd import first_order_only
 
 __all__ = ["antialias", "antialias_construct_topology_hash"]
 
@@ -41,6 +42,7 @@ def _setup_context(ctx, inputs, output):
     ctx.pos_gradient_boost = pos_gradient_boost
 
 
+@first_order_only("antialias")
 def _backward(ctx, grad_out):
     color, rast, pos, tri, topology_hash = ctx.saved_tensors
     grad_color, grad_pos = torch.ops.occrecon.antialias_backward(grad_out.contiguous(), color, rast, pos, tri,

@@ -10,6 +10,7 @@ from typing import Sequence
 import torch
 
 from ..ops import _checks
+from ..ops._autograd import first_order_only
 from ..ops.triangle_id import MAX_FLOAT_TRIANGLES
 
 __all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate"]
@@ -63,6 +64,7 @@ def _rasterize_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)  # an unused rast_db output must not cost a zero-filled [B,H,W,4] gradient
 
 
+@first_order_only("rasterize")
 def _rasterize_backward(ctx, grad_rast, grad_db):
     pos, tri, rast = ctx.saved_tensors
     if grad_rast is None and (grad_db is None or not ctx.grad_db):
@@ -96,6 +98,7 @@ def _interpolate_setup(ctx, inputs, output):
     ctx.set_materialize_grads(False)
 
 
+@first_order_only("interpolate")
 def _interpolate_backward(ctx, grad_out, grad_da):
     attr, rast, tri, rast_db = ctx.saved_tensors
     if grad_out is None and grad_da is None:
