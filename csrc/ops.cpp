@@ -9,6 +9,7 @@
 #include <ATen/ops/aminmax.h>
 #include <pybind11/pybind11.h>
 
+#include <cfloat>
 #include <cmath>
 #include <deque>
 #include <mutex>
@@ -546,6 +547,11 @@ void check_normals_inputs(const at::Tensor& vertices, const at::Tensor& tri, dou
   TORCH_CHECK(tri.size(0) < (int64_t(1) << 29), op, ": too many triangles");
   check_tri(tri, vertices.size(1), vertices.device(), op);
   TORCH_CHECK(eps > 0 && std::isfinite(eps), op, ": eps must be positive and finite, got ", eps);
+  // the kernels use eps in the vertices' dtype: it must stay a normal number there (1e-300 is 0 in float32)
+  const bool f32 = vertices.scalar_type() == at::kFloat;
+  const double tiny = f32 ? double(FLT_MIN) : DBL_MIN, huge = f32 ? double(FLT_MAX) : DBL_MAX;
+  TORCH_CHECK(eps >= tiny && eps <= huge, op, ": eps = ", eps, " is not a normal ", vertices.scalar_type(),
+              " number (must lie in [", tiny, ", ", huge, "])");
 }
 
 void check_like(const at::Tensor& t, const at::Tensor& ref, at::IntArrayRef sizes, const char* op, const char* name) {

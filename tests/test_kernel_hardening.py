@@ -317,3 +317,16 @@ def test_reference_neighbour_min_index_stays_inside_when_all_candidates_are_inf(
         if reg is not None:
             b = torch.arange(2).view(2, 1, 1).expand_as(i_ref)
             assert reg[b[ok], qy[ok], qx[ok]].all()
+
+
+# ------------------------------------------------------------------- fuzz finding F1: eps that underflows
+@pytest.mark.parametrize("eps", [1e-300, 1e-45, 1e39])
+def test_vertex_normals_eps_must_be_normal_in_the_dtype(eps):
+    v = torch.rand(1, 4, 3)
+    tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+    with pytest.raises(ValueError, match="not a normal torch.float32 number"):
+        vertex_normals(v, tri, eps=eps)
+    with pytest.raises(RuntimeError, match="not a normal Float number"):
+        torch.ops.occrecon.vertex_normals(v, tri, eps)
+    n = vertex_normals(v.double(), tri, eps=eps if eps > 1e-300 else 1e-300)  # fine in float64
+    assert torch.isfinite(n).all() and torch.equal(n[0, 3], torch.zeros(3, dtype=torch.float64))

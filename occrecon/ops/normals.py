@@ -84,6 +84,9 @@ def vertex_normals(vertices: torch.Tensor, tri: torch.Tensor, eps: float = 1e-12
     _checks.same_device("tri", tri, "vertices", vertices)
     if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0 and eps < float("inf")):
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+    info = torch.finfo(v.dtype)
+    if not info.tiny <= eps <= info.max:  # e.g. 1e-300 is 0 in float32: 0/0 = NaN normals
+        raise ValueError(f"eps = {eps!r} is not a normal {v.dtype} number (must lie in [{info.tiny}, {info.max}])")
     if tri.numel() > 0 and not torch.compiler.is_compiling():
         lo, hi = _checks.index_range(tri)
         if lo < 0 or hi >= v.shape[1]:
