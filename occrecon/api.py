@@ -18,6 +18,7 @@ RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=T
 """
 from __future__ import annotations
 
+import copy
 import pickle
 from collections.abc import Mapping
 from pathlib import Path
@@ -92,6 +93,12 @@ class Reconstructor(torch.nn.Module):
             or an :class:`~occrecon.fit.ImageFitConfig`. A fitting-only reconstructor defaults to ``"fast"``.
         fit_mask: the fit's E-step: ``"robust"`` (eq. 8-9's robust likelihood, smoothed) or ``"unet"`` (this
             reconstructor's UNet).
+
+    A call is inference whatever the module's mode: the nets run as in eval mode (running BatchNorm statistics, no
+    dropout) on their current weights, and the call changes nothing of the module — not its training flags (each
+    call runs a private eval-mode view of the nets that shares their parameters and buffers), not its parameters,
+    not its buffers. So ``rec.train()`` followed by a training loop on ``rec.encoder`` / ``rec.unet`` trains them as
+    usual, calls in between see the latest weights, and one reconstructor can serve several threads at once.
     """
 
     def __init__(self, model, encoder: torch.nn.Module | None = None, unet: torch.nn.Module | None = None,
@@ -156,8 +163,8 @@ class Reconstructor(torch.nn.Module):
                 the reconstructor's :attr:`fit`.
 
         Returns:
-            :class:`ReconOutput` (theta, image, region, mask, landmarks, fit), computed in eval mode without
-            gradients. With a fit, θ is the fitted one, ``mask`` is the UNet's on the fitted render (with
+            :class:`ReconOutput` (theta, image, region, mask, landmarks, fit), computed as in eval mode (see the
+            class) without gradients. With a fit, θ is the fitted one, ``mask`` is the UNet's on the fitted render (with
             ``fit_mask="unet"``) or the fit's robust E-step, and ``fit`` holds the :class:`~occrecon.fit.FitResult`.
 
         Raises:
@@ -169,33 +176,28 @@ class Reconstructor(torch.nn.Module):
             raise ValueError("fit: a Reconstructor without an encoder can only fit; pass fit='fast' or 'quality'")
         if self.encoder is None and landmarks is None:
             raise ValueError("landmarks: a Reconstructor without an encoder needs (B, 68, 2) landmarks to fit")
-        was_training = self.training
-        self.eval()
+        encoder, unet = _eval_view(self.encoder), _eval_view(self.unet)  # this call's own eval-mode nets
         result = None
-        try:
-            with torch.no_grad():
-                if self.encoder is not None:
-                    theta = self.encoder(images)
-                    if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (images.shape[0],
-                                                                                      self.layout.size):
-                        raise RuntimeError(f"encoder: returned {getattr(theta, 'shape', type(theta))}, expected "
-                                           f"({images.shape[0]}, {self.layout.size}) for {self.layout!r}")
-                else:
-                    theta = self.layout.zeros(images.shape[0], dtype=images.dtype, device=images.device)
-                if cfg is not None:
-                    unet = self.unet if self.fit_mask == "unet" else None
-                    result = fit_image(self.renderer, images, landmarks, init=theta, config=cfg, unet=unet)
-                    theta = result.theta.to(images.dtype)
-                r = self.renderer(theta)
-                if self.unet is not None and (cfg is None or self.fit_mask == "unet"):
-                    mask = r.mask * torch.sigmoid(self.unet(images, r.image))
-                elif cfg is not None:
-                    window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
-                    mask = robust_mask(images, r.image, r.mask, cfg.xi, window)
-                else:
-                    mask = r.mask
-        finally:
-            self.train(was_training)
+        with torch.no_grad():
+            if encoder is not None:
+                theta = encoder(images)
+                if not isinstance(theta, torch.Tensor) or tuple(theta.shape) != (images.shape[0], self.layout.size):
+                    raise RuntimeError(f"encoder: returned {getattr(theta, 'shape', type(theta))}, expected "
+                                       f"({images.shape[0]}, {self.layout.size}) for {self.layout!r}")
+            else:
+                theta = self.layout.zeros(images.shape[0], dtype=images.dtype, device=images.device)
+            if cfg is not None:
+                result = fit_image(self.renderer, images, landmarks, init=theta, config=cfg,
+                                   unet=unet if self.fit_mask == "unet" else None)
+                theta = result.theta.to(images.dtype)
+            r = self.renderer(theta)
+            if unet is not None and (cfg is None or self.fit_mask == "unet"):
+                mask = r.mask * torch.sigmoid(unet(images, r.image))
+            elif cfg is not None:
+                window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
+                mask = robust_mask(images, r.image, r.mask, cfg.xi, window)
+            else:
+                mask = r.mask
         return ReconOutput(theta, r.image, r.mask, mask, r.landmarks, result)
 
     def is_occluded(self, images: torch.Tensor, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
@@ -268,6 +270,32 @@ class Reconstructor(torch.nn.Module):
         renderer = FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
         rec = cls(model, encoder, unet, renderer)
         return rec.to(device)
+
+
+def _eval_view(module: torch.nn.Module | None) -> torch.nn.Module | None:
+    """``module`` as in eval mode without touching it: a copy of its module tree (new module objects, each with
+    ``training = False``) whose modules share the originals' parameter, buffer and hook dicts, so the view runs on
+    the current weights and statistics and sees any later change of them. Made per call (a few microseconds per
+    submodule), so it also follows a replaced submodule. A scripted module, whose flags live in TorchScript, is used
+    as it is when it is in eval mode and refused otherwise."""
+    if module is None:
+        return None
+    if isinstance(module, torch.jit.ScriptModule):
+        if any(m.training for m in module.modules()):
+            raise ValueError(f"{type(module).__name__}: a scripted net in training mode cannot be run in eval mode "
+                             f"without changing it; call .eval() on it (or pass the unscripted module)")
+        return module
+    views: dict[int, torch.nn.Module] = {}
+
+    def view(m: torch.nn.Module) -> torch.nn.Module:
+        if id(m) not in views:  # a submodule reached twice stays one module
+            v = copy.copy(m)  # a new __dict__ referring to the same _parameters / _buffers / hook dicts
+            views[id(m)] = v
+            v.__dict__["training"] = False
+            v.__dict__["_modules"] = {k: None if c is None else view(c) for k, c in m._modules.items()}
+        return views[id(m)]
+
+    return view(module)
 
 
 def default_camera(image_size: int, focal: float | None = None) -> PerspectiveCamera:
