@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import copy
 import pickle
+import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -33,7 +35,8 @@ from .morphable import ParamLayout, load_model
 from .render import FaceRenderer, PerspectiveCamera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
-           "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint"]
+           "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint", "check_device",
+           "UntrustedCheckpointError"]
 
 #: The ``"format"`` value of the checkpoints this module reads.
 CHECKPOINT_FORMAT = "occrecon-checkpoint-v1"
@@ -134,6 +137,7 @@ class Reconstructor(torch.nn.Module):
                   device: str | torch.device = "cpu") -> Reconstructor:
         """A fitting-only reconstructor (no network) for ``model`` (a ``MorphableModel`` or a model file for
         :func:`occrecon.morphable.load_model`), framing ``image_size``² crops."""
+        device = check_device(device)
         if isinstance(model, (str, Path)):
             model = load_model(model)
         return cls(model, None, None, FaceRenderer(model, camera=default_camera(image_size)), fit=fit).to(device)
@@ -230,13 +234,17 @@ class Reconstructor(torch.nn.Module):
                 inside the shared asset folder; another relative path is tried against the working directory, the
                 checkpoint's folder and the shared asset folder.
             device: where the nets live.
-            trusted: unpickle arbitrary objects (only for checkpoints from a trusted source).
+            trusted: unpickle arbitrary objects (only for checkpoints from a trusted source: it can run code).
             fit: the default fit of every call (see the class), None for the encoder alone.
 
         Raises:
-            ValueError: wrong format, missing keys, a layout that does not match the face model, or weights that do
-                not fit the rebuilt nets (the message names the entry).
+            FileNotFoundError: no checkpoint, or no face model, at the path (named).
+            UntrustedCheckpointError: a checkpoint only ``trusted=True`` reads (see :func:`read_checkpoint`).
+            ValueError: a file that is not a usable checkpoint (see :func:`read_checkpoint`), wrong format, missing
+                keys, a layout that does not match the face model, weights that do not fit the rebuilt nets (the
+                message names the file and the entry), a ``device`` this machine does not have.
         """
+        device = check_device(device)
         rec = cls._from_checkpoint_dict(read_checkpoint(path, trusted=trusted), Path(path), model_path, device)
         rec.fit = None if fit is None else fit_preset(fit)
         return rec
@@ -298,6 +306,27 @@ def _eval_view(module: torch.nn.Module | None) -> torch.nn.Module | None:
     return view(module)
 
 
+def check_device(device: str | torch.device, name: str = "device") -> torch.device:
+    """``device`` as a ``torch.device`` that exists on this machine; ValueError naming ``name`` (the argument, or a
+    command-line flag) otherwise: a malformed device string, CUDA (or another backend) missing, an index beyond the
+    devices present."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise ValueError(f"{name}: {device!r} is not a torch device ({_first_line(exc)})") from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{name} {device}: no CUDA device is available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    try:
+        torch.empty(0, device=dev)
+    except (RuntimeError, AssertionError, ValueError) as exc:  # a build without the backend asserts
+        raise ValueError(f"{name} {device}: not available on this machine ({_first_line(exc)})") from None
+    return dev
+
+
 def default_camera(image_size: int, focal: float | None = None) -> PerspectiveCamera:
     """The training framing for a square crop: focal ``REFERENCE_FOCAL · image_size / REFERENCE_SIZE`` px (1015 at
     224), principal point at the centre."""
@@ -320,8 +349,77 @@ def _numpy_safe_globals() -> list:
     return out
 
 
+class UntrustedCheckpointError(ValueError):
+    """An intact checkpoint holds objects that the plain (weights-only) load refuses, e.g. a pickled class; only a
+    full unpickle reads it, which can run code. The message names the file, what was refused, and how to allow it:
+    ``remedy`` (the API's ``pass trusted=True``; the command line's ``pass --trusted``, see :meth:`with_remedy`)."""
+
+    def __init__(self, path: str | Path, reason: str, remedy: str = "pass trusted=True"):
+        self.path, self.reason, self.remedy = Path(path), reason, remedy
+        super().__init__(f"{path}: cannot be read as a plain checkpoint ({reason}); if it comes from a trusted "
+                         f"source, {remedy} (a full unpickle can run code)")
+
+    def with_remedy(self, remedy: str) -> UntrustedCheckpointError:
+        """The same error, naming another way to allow the full unpickle (e.g. a command-line flag)."""
+        return UntrustedCheckpointError(self.path, self.reason, remedy)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _check_archive(path: Path) -> bool:
+    """Refuse an empty file, a file that is neither ``torch.save``'s zip archive nor a pickle, and an archive that is
+    truncated or whose members fail their CRC (a flipped bit in the weights would otherwise load silently). Returns
+    whether ``path`` is an intact zip archive."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        raise ValueError(f"{path}: empty file, not a checkpoint")
+    if not head.startswith(b"PK"):
+        if head.startswith(b"\x80"):  # a pickle: torch's legacy format (torch.load checks it)
+            return False
+        raise ValueError(f"{path}: not a torch checkpoint (neither torch.save's zip archive nor a pickle)")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            damaged = zf.testzip()  # reads every member and checks its CRC-32
+    except Exception as exc:  # noqa: BLE001  (a damaged archive raises BadZipFile, EOFError, OSError, ValueError ...)
+        raise ValueError(f"{path}: damaged or truncated checkpoint (the zip archive cannot be read: "
+                         f"{type(exc).__name__}: {_first_line(exc)})") from None
+    if damaged is not None:
+        raise ValueError(f"{path}: damaged checkpoint: the CRC-32 of its member {damaged!r} does not match (the file "
+                         f"was changed or corrupted after it was written)")
+    return True
+
+
+def _refusal(exc: pickle.UnpicklingError, intact_archive: bool) -> str | None:
+    """What the weights-only unpickler refused, or None when the error says the data is damaged rather than an
+    object it does not allow (only an intact archive, or a named global, is a refusal)."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it refers to {found.group(1)}, which a weights-only load does not allow"
+    if not intact_archive or "Weights only load failed" not in text:
+        return None
+    found = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    return f"weights-only load: {found.group(1).strip() if found else _first_line(exc)}"
+
+
+def _check_finite(state: Any, name: str, path: Path) -> None:
+    """Refuse NaN or Inf in a state_dict's floating tensors (naming the tensor): such weights give no face."""
+    if not isinstance(state, Mapping):
+        return  # the type is reported where the weights are loaded
+    for key, t in state.items():
+        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
+            bad = int((~torch.isfinite(t)).sum())
+            if bad:
+                raise ValueError(f"{path}: '{name}' tensor {key!r} holds {bad} NaN/Inf value(s) of {t.numel()}; "
+                                 f"weights like these cannot reconstruct a face (a diverged training run?)")
+
+
 def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
-    """Load a checkpoint dict and check its ``"format"`` and the keys inference needs.
+    """Load a checkpoint dict and check its ``"format"``, the keys inference needs and the nets' weights.
 
     Args:
         path: the checkpoint file.
@@ -329,10 +427,20 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
 
     Returns:
         the checkpoint dict, tensors on the CPU.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no file at ``path``.
+        UntrustedCheckpointError: an intact file that only ``trusted=True`` can read (a ValueError).
+        ValueError: anything else that is not a usable checkpoint, naming the file: an empty, text or truncated
+            file, a zip member whose CRC does not match (a flipped bit), damaged pickle data, a wrong ``"format"``,
+            missing keys, NaN or Inf in the ``"encoder"`` / ``"unet"`` weights (naming the tensor).
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: {path} is a folder, not a checkpoint file")
     if not path.is_file():
         raise FileNotFoundError(f"path: no checkpoint file at {path}")
+    intact = _check_archive(path)
     try:
         if trusted:
             ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -340,10 +448,12 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
             with torch.serialization.safe_globals(_numpy_safe_globals()):
                 ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise ValueError(f"{path}: cannot be read as a plain checkpoint ({exc}); if it comes from a trusted "
-                         f"source, pass trusted=True") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+        reason = None if trusted else _refusal(exc, intact)
+        if reason is not None:
+            raise UntrustedCheckpointError(path, reason) from None
+        raise ValueError(f"{path}: not a readable torch checkpoint (damaged pickle data: {_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001  (damaged data raises anything: IndexError, KeyError, UnicodeDecodeError ...)
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(ckpt, Mapping):
         raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
     fmt = ckpt.get("format")
@@ -358,6 +468,8 @@ def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
     missing = [k for k in REQUIRED_NETS_KEYS if k not in nets]
     if missing:
         raise ValueError(f"{path}: key(s) {['nets.' + k for k in missing]} missing")
+    for name in ("encoder", "unet"):
+        _check_finite(ckpt[name], name, path)
     return dict(ckpt)
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
+import struct
 import types
+import zipfile
 
 import numpy as np
 import pytest
@@ -13,7 +16,8 @@ import torch
 from PIL import Image
 
 import occrecon.nets
-from occrecon.api import CHECKPOINT_FORMAT, Reconstructor, ReconOutput, default_camera
+from occrecon.api import (CHECKPOINT_FORMAT, Reconstructor, ReconOutput, UntrustedCheckpointError, check_device,
+                          default_camera, read_checkpoint)
 from occrecon.assets import shared_dir
 from occrecon.cli import main
 from occrecon.morphable import load_model
@@ -238,6 +242,87 @@ def test_bad_checkpoint_files(nets, model, tmp_path):
         Reconstructor.from_checkpoint(tmp_path / "obj.pt")
     with pytest.raises(FileNotFoundError, match="path"):
         Reconstructor.from_checkpoint(tmp_path / "absent.pt")
+
+
+def _flip_a_weight_bit(data: bytes, path) -> bytes:
+    """``data`` (a checkpoint) with one bit flipped in the middle of its largest tensor's bytes."""
+    with zipfile.ZipFile(path) as zf:
+        info = max(zf.infolist(), key=lambda i: i.file_size)
+    name_len, extra_len = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    pos = info.header_offset + 30 + name_len + extra_len + info.file_size // 2
+    out = bytearray(data)
+    out[pos] ^= 0x10
+    return bytes(out)
+
+
+def test_damaged_checkpoint_files_are_named(nets, model, tmp_path):
+    enc, unet = _tiny_nets(nets, model)
+    good = _write_checkpoint(tmp_path / "good.pt", shared_dir() / MODEL_REL, enc, unet, model.layout)
+    data = good.read_bytes()
+    cases = {
+        "empty.pt": (b"", "empty file"),
+        "text.pt": (b"hello world\n", "not a torch checkpoint"),  # was a bare KeyError
+        "yaml.pt": (b"format: occrecon-checkpoint-v1\n", "not a torch checkpoint"),  # was "pass trusted=True"
+        "latin1.pt": ("r\u00e9sum\u00e9 \u00e9t\u00e9\n".encode("latin-1"), "not a torch checkpoint"),
+        "truncated.pt": (data[: len(data) // 2], "truncated"),
+        "flipped.pt": (_flip_a_weight_bit(data, good), "CRC-32"),  # loaded silently, with a changed weight
+        "bad_pickle.pt": (b"\x80\x02]q\x00.", "not a readable torch checkpoint"),
+    }
+    for name, (content, phrase) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(ValueError) as info:
+            read_checkpoint(path)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and phrase in msg and "\n" not in msg, (name, msg)
+        assert "trusted" not in msg, (name, msg)  # damaged data is no reason to unpickle it fully
+        with pytest.raises(ValueError, match=re.escape(str(path))):
+            Reconstructor.from_checkpoint(path, trusted=True)
+    with pytest.raises(IsADirectoryError, match=f"{re.escape(str(tmp_path))} is a folder"):
+        read_checkpoint(tmp_path)
+    with pytest.raises(FileNotFoundError, match="absent.pt"):
+        read_checkpoint(tmp_path / "absent.pt")
+    assert read_checkpoint(good)["stage"] == "em"
+
+
+@pytest.mark.parametrize("net", ["encoder", "unet"])
+def test_nan_weights_are_refused_naming_the_tensor(nets, model, tmp_path, net):
+    enc, unet = _tiny_nets(nets, model)
+    state = (enc if net == "encoder" else unet).state_dict()
+    key = [k for k, v in state.items() if v.is_floating_point() and v.numel() > 4][-1]
+    state[key] = state[key].clone()
+    state[key].view(-1)[[1, 3]] = torch.tensor([float("nan"), float("inf")])
+    path = _write_checkpoint(tmp_path / "nan.pt", shared_dir() / MODEL_REL, enc, unet, model.layout, **{net: state})
+    with pytest.raises(ValueError, match=re.escape(f"{path}: '{net}' tensor '{key}' holds 2 NaN/Inf value(s)")):
+        Reconstructor.from_checkpoint(path)
+
+
+def test_refused_checkpoint_names_the_class_and_the_way_to_allow_it(tmp_path):
+    path = tmp_path / "obj.pt"
+    torch.save({"format": CHECKPOINT_FORMAT, "payload": types.SimpleNamespace(a=1)}, path)
+    with pytest.raises(UntrustedCheckpointError) as info:
+        read_checkpoint(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: cannot be read as a plain checkpoint (it refers to types.SimpleNamespace")
+    assert msg.endswith("pass trusted=True (a full unpickle can run code)")
+    assert str(info.value.with_remedy("pass --trusted")).endswith("pass --trusted (a full unpickle can run code)")
+    with pytest.raises(ValueError, match="key\\(s\\) \\['stage', 'nets', 'encoder', 'unet'\\] missing"):
+        read_checkpoint(path, trusted=True)  # read when trusted: then the checkpoint's own checks
+
+
+def test_devices_that_are_not_there(nets, model, tmp_path):
+    enc, unet = _tiny_nets(nets, model)
+    path = _write_checkpoint(tmp_path / "em.pt", shared_dir() / MODEL_REL, enc, unet, model.layout)
+    with pytest.raises(ValueError, match="^device cuda:99: "):
+        Reconstructor.from_checkpoint(path, device="cuda:99")
+    with pytest.raises(ValueError, match="^device: 'gpu' is not a torch device"):
+        Reconstructor.for_model(model, device="gpu")
+    with pytest.raises(ValueError, match="^--device cuda:99: "):
+        check_device("cuda:99", "--device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="^device cuda: no CUDA device is available on this machine$"):
+            Reconstructor.from_checkpoint(path, device="cuda")
+    assert check_device("cpu") == torch.device("cpu")
 
 
 def _write_dataset(root, n: int = 4, size: int = 80):
