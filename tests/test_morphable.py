@@ -2,6 +2,8 @@
 the front-face rule and mesh export. Checked against direct numpy computations."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -123,6 +125,36 @@ def test_constructor_errors(grid):
         MorphableModel(**{**ok, "landmarks": np.r_[lm[:-1], -2]}, units="cm", name="x")
     with pytest.raises(ValueError, match="triangles: indices"):
         MorphableModel(**{**ok, "triangles": tris + 1}, units="cm", name="x")
+
+
+def test_constructor_refuses_nan_and_overflow(grid):
+    verts, tris, _, lm = grid
+    V = verts.shape[0]
+    ok = dict(mean=verts, id_basis=np.zeros((1, V, 3)), exp_basis=np.zeros((1, V, 3)), albedo_mean=verts,
+              albedo_basis=np.zeros((1, V, 3)), triangles=tris, landmarks=lm)
+    for key, index in (("mean", (7, 2)), ("id_basis", (0, 3, 1)), ("exp_basis", (0, 0, 0)),
+                       ("albedo_mean", (V - 1, 0)), ("albedo_basis", (0, 9, 2))):
+        for bad in (np.nan, np.inf, 1e39):
+            a = np.array(ok[key], np.float64)
+            a[index] = bad
+            with pytest.raises(ValueError, match=re.escape(f"{key}: 1 NaN/Inf value(s) of {a.size}, the first at "
+                                                           f"index {index}")):
+                MorphableModel(**{**ok, key: a}, units="cm", name="x")
+
+
+def test_low_precision_coefficients_are_computed_in_the_models_dtype(grid):
+    """A bfloat16 / float16 θ (a network under autocast) gives the model's float32 result for the rounded values, and
+    its gradient comes back in its own dtype."""
+    model = tiny_model(grid)
+    gen = torch.Generator().manual_seed(0)
+    for dtype in (torch.bfloat16, torch.float16, torch.float64):
+        s, e, t = (torch.randn(2, k, generator=gen).to(dtype).requires_grad_() for k in (4, 3, 5))
+        v, a = model(s, e, t)
+        want_v, want_a = model(s.float(), e.float(), t.float())
+        assert v.dtype == a.dtype == torch.float32
+        assert torch.equal(v, want_v) and torch.equal(a, want_a)
+        (v.sum() + a.sum()).backward()
+        assert s.grad.dtype == e.grad.dtype == t.grad.dtype == dtype
 
 
 def test_save_load_roundtrip(grid, tmp_path):

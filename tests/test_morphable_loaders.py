@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -296,3 +297,113 @@ def test_npz_loaders_on_synthetic_files_and_errors(tmp_path, grid):
         load_model(tmp_path / "other.npz")
     with pytest.raises(FileNotFoundError, match="src"):
         load_model(tmp_path / "missing.h5")
+
+
+def _synthetic_sources(tmp_path, grid) -> dict:
+    """The project's, ICT's and SFM's .npz layouts of the grid face: ``{name: (arrays, loader)}``."""
+    verts, tris, _, lm = grid
+    V = len(verts)
+    rng = np.random.default_rng(7)
+    MorphableModel(verts, rng.normal(size=(2, V, 3)), rng.normal(size=(1, V, 3)), np.full((V, 3), 0.5),
+                   rng.normal(size=(2, V, 3)), tris, lm, units="cm", name="own").save(tmp_path / "occrecon.npz")
+    with np.load(tmp_path / "occrecon.npz") as d:
+        own = {k: d[k] for k in d.files}
+    ict = {"mean": verts.astype(np.float32), "tris": tris.astype(np.int32), "lm68": lm.astype(np.int32),
+           "id_basis": rng.normal(size=(2, V, 3)).astype(np.float16),
+           "exp_basis": rng.uniform(size=(3, V, 3)).astype(np.float16)}
+    q, _ = np.linalg.qr(rng.normal(size=(3 * V, 4)))
+    sfm = {"mean": verts, "shape_basis_orthonormal": q, "eigenvalues": np.arange(1.0, 5.0),
+           "exp_basis": np.zeros((1, V, 3)), "tris": tris, "lm68_ibug": np.full(68, -1)}
+    return {"occrecon": (own, MorphableModel.load), "ict": (ict, load_ict_npz), "sfm": (sfm, load_sfm)}
+
+
+def _member_bytes(path, key: str) -> slice:
+    """Where the bytes of the array ``key`` of an uncompressed .npz lie in the file."""
+    import struct
+    import zipfile
+
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(f"{key}.npy")
+    n, m = struct.unpack("<HH", data[info.header_offset + 26: info.header_offset + 30])
+    start = info.header_offset + 30 + n + m
+    return slice(start, start + info.file_size)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
+@pytest.mark.parametrize("fmt", ["occrecon", "ict", "sfm"])
+def test_every_npz_problem_names_the_file(tmp_path, grid, fmt):
+    """Wrong shapes, missing keys, NaN or overflowing values, a file that is not an .npz, truncated or damaged:
+    one ValueError starting with the file's path, from the format's loader and from ``load_model``."""
+    arrays, loader = _synthetic_sources(tmp_path, grid)[fmt]
+    V = len(grid[0])
+    mean_key = "mean"
+    nan_mean = arrays[mean_key].copy()
+    nan_mean[5, 1] = np.nan
+    big = arrays[mean_key].astype(np.float64)
+    big[2, 0] = 1e39  # beyond float32
+    cases = {
+        "shape": (dict(arrays, mean=arrays[mean_key][:, :2]), "mean"),
+        "missing": ({k: v for k, v in arrays.items() if k != "tris" and k != "triangles"}, "tri"),
+        "nan": (dict(arrays, mean=nan_mean), "mean: 1 NaN/Inf value(s) of"),
+        "overflow": (dict(arrays, mean=big), "overflow to Inf"),
+    }
+    if fmt == "occrecon":
+        cases["version"] = (dict(arrays, format_version=np.array(["one"])), "format_version")
+        cases["id_shape"] = (dict(arrays, id_basis=arrays["id_basis"][:, : V - 1]), "id_basis: expected shape")
+    for name, (content, phrase) in cases.items():
+        path = tmp_path / f"{fmt}_{name}.npz"
+        np.savez(path, **content)
+        for load in (loader, load_model):
+            kwargs = {} if load is MorphableModel.load or fmt == "occrecon" else {"albedo_components": 0}
+            with pytest.raises(ValueError) as info:
+                load(path, **kwargs)
+            msg = str(info.value)
+            assert msg.startswith(f"{path}: ") and phrase in msg, (name, load.__name__, msg)
+    good = tmp_path / f"{fmt}.npz"
+    np.savez(good, **arrays)
+    data = good.read_bytes()
+    where = _member_bytes(good, mean_key)
+    flipped = bytearray(data)
+    flipped[where.start + (where.stop - where.start) // 2] ^= 0x04
+    damaged = {
+        "text": (b"mean: 1 2 3\n", "not a readable .npz file"),
+        "empty": (b"", "not a readable .npz file"),
+        "truncated": (data[: len(data) // 2], "not a readable .npz file"),
+        "flipped": (bytes(flipped), "damaged .npz file"),  # a member's CRC-32 does not match
+    }
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    damaged["npy"] = ((tmp_path / "single.npy").read_bytes(), "a single .npy array")
+    for name, (content, phrase) in damaged.items():
+        path = tmp_path / f"{fmt}_{name}.npz"
+        path.write_bytes(content)
+        kwargs = {} if fmt == "occrecon" else {"albedo_components": 0}
+        with pytest.raises(ValueError) as info:
+            loader(path, **kwargs)
+        msg = str(info.value)
+        assert msg.startswith(f"{path}: ") and phrase in msg and "\n" not in msg, (name, msg)
+        with pytest.raises(ValueError, match="^" + re.escape(f"{path}: ")):
+            load_model(path, **kwargs)
+    assert loader(good, **({} if fmt == "occrecon" else {"albedo_components": 0})).n_vertices == V
+
+
+def test_h5_and_mat_files_that_are_not_models_name_the_file(tmp_path):
+    for name, load in (("bad.h5", load_bfm2017), ("bad.mat", load_deep3d)):
+        path = tmp_path / name
+        path.write_bytes(b"not a model\n" * 8)
+        with pytest.raises(ValueError, match="^" + re.escape(f"{path}: not a readable ")):
+            load(path)
+        with pytest.raises(ValueError, match="^" + re.escape(f"{path}: not a readable ")):
+            load_model(path)
+
+
+def test_a_damaged_albedo_cache_is_rebuilt(tmp_path, grid):
+    from occrecon.morphable import laplacian_albedo
+
+    verts, tris, _, _ = grid
+    mean, basis = laplacian_albedo(len(verts), tris, 3, tmp_path)
+    (cache,) = tmp_path.glob("*.npz")
+    cache.write_bytes(cache.read_bytes()[:40])  # a write cut short
+    mean2, basis2 = laplacian_albedo(len(verts), tris, 3, tmp_path)
+    np.testing.assert_array_equal(basis2, basis)
+    np.testing.assert_array_equal(laplacian_albedo(len(verts), tris, 3, tmp_path)[1], basis)

@@ -106,9 +106,12 @@ def laplacian_albedo(n_vertices: int, triangles: np.ndarray, k: int = 80,
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     file = cache / f"albedo_laplacian_v{_CACHE_VERSION}_{mesh_hash(n_vertices, triangles)[:24]}_K{k}.npz"
     if file.is_file():
-        with np.load(file, allow_pickle=False) as d:
-            basis = d["albedo_basis"]
-        if basis.shape == (k, n_vertices, 3):
+        try:
+            with np.load(file, allow_pickle=False) as d:
+                basis = d["albedo_basis"]
+        except Exception:  # noqa: BLE001  (a damaged cache file is rebuilt, never an error)
+            basis = None
+        if basis is not None and basis.shape == (k, n_vertices, 3) and np.isfinite(basis).all():
             return mean, basis
     m = -(-k // 3)
     _, phi = laplacian_eigenvectors(n_vertices, triangles, m)

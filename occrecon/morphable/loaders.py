@@ -9,13 +9,17 @@
 | ``load_deep3d`` | Deep3D's ``BFM_model_front.mat`` | dm | raw Deep3D coefficients (bases as stored) |
 
 ICT and SFM have no albedo: they get the generic Laplacian prior of ``occrecon.morphable.albedo``
-(``albedo_components`` K, cached in ``cache_dir``). Missing keys and inconsistent shapes raise ValueError
-naming the key; landmark indices out of range raise ValueError naming the landmark key.
+(``albedo_components`` K, cached in ``cache_dir``). Every problem with a file raises one ValueError naming the
+file (a missing file: FileNotFoundError): a file that is not of its format or is truncated or damaged, missing
+keys and inconsistent shapes (naming the key), landmark indices out of range (naming the landmark key), and NaN or
+Inf in the mean, the bases or the albedo (naming the array).
 """
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +27,7 @@ import numpy as np
 from .albedo import laplacian_albedo
 from .crop import front_face_mask
 from .export import read_obj
-from .model import MorphableModel
+from .model import MorphableModel, _first_line, naming_file, read_npz
 
 __all__ = ["load_ict_npz", "convert_ict_obj", "load_sfm", "load_bfm2017", "load_deep3d", "load_model",
            "ICT_FACE_VERTICES", "FORMATS"]
@@ -32,6 +36,18 @@ __all__ = ["load_ict_npz", "convert_ict_obj", "load_sfm", "load_bfm2017", "load_
 ICT_FACE_VERTICES = {"face": 9409, "narrowface": 6706}
 #: Format names accepted by ``load_model`` and the CLI.
 FORMATS = ("occrecon", "ict-npz", "ict-obj", "sfm", "bfm2017", "deep3d")
+
+
+@contextmanager
+def _reading(path: Path, what: str) -> Iterator[None]:
+    """A third-party reader (h5py, scipy.io) failing on a damaged or foreign file: one ValueError naming the file
+    (the reader's own checks, which name it already, pass through)."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001  (h5py and scipy raise OSError, KeyError, TypeError, MatReadError ...)
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable {what} ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 def _get(d, key: str, src) -> np.ndarray:
@@ -101,12 +117,13 @@ def load_ict_npz(path: str | Path, *, albedo_components: int = 80, cache_dir: st
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
-    with np.load(path, allow_pickle=False) as d:
+    d = read_npz(path)
+    with naming_file(path):
         mean = _expect(_get(d, "mean", path), (None, 3), "mean", path).astype(np.float32)
         arrays = {k: _get(d, k, path) for k in ("tris", "id_basis", "exp_basis", "lm68")}
-        names = [str(n) for n in d["exp_names"]] if "exp_names" in d.files else []
-    return _ict_model(mean, arrays["id_basis"], arrays["exp_basis"], arrays["tris"], arrays["lm68"], names,
-                      path.stem, path, albedo_components, cache_dir, crop)
+        names = [str(n) for n in np.atleast_1d(d["exp_names"])] if "exp_names" in d else []
+        return _ict_model(mean, arrays["id_basis"], arrays["exp_basis"], arrays["tris"], arrays["lm68"], names,
+                          path.stem, path, albedo_components, cache_dir, crop)
 
 
 def convert_ict_obj(folder: str | Path, *, region: str | int = "face", albedo_components: int = 80,
@@ -134,7 +151,18 @@ def convert_ict_obj(folder: str | Path, *, region: str | int = "face", albedo_co
             raise FileNotFoundError(f"folder: {f.name} missing in {folder}")
     if not (isinstance(region, int) and region > 0) and region not in (*ICT_FACE_VERTICES, "full"):
         raise ValueError(f"region: expected one of {[*ICT_FACE_VERTICES, 'full']} or an int > 0, got {region!r}")
-    cfg = json.loads(cfg_file.read_text())
+    with naming_file(folder):
+        return _convert_ict_obj(folder, neutral_file, cfg_file, region, albedo_components, cache_dir, crop)
+
+
+def _convert_ict_obj(folder: Path, neutral_file: Path, cfg_file: Path, region: str | int, albedo_components: int,
+                     cache_dir: str | Path | None, crop: bool) -> MorphableModel:
+    try:
+        cfg = json.loads(cfg_file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{cfg_file}: not a JSON file ({exc})") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{cfg_file}: expected a JSON object, got {type(cfg).__name__}")
     neutral, tris = read_obj(neutral_file)
     ids = sorted((int(m.group(1)), p) for p in folder.glob("identity*.obj")
                  if (m := re.fullmatch(r"identity(\d+)\.obj", p.name)))
@@ -180,18 +208,23 @@ def load_sfm(path: str | Path, *, albedo_components: int = 80,
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
-    with np.load(path, allow_pickle=False) as d:
-        mean = _expect(_get(d, "mean", path), (None, 3), "mean", path).astype(np.float32)
-        V = mean.shape[0]
-        basis = _expect(_get(d, "shape_basis_orthonormal", path), (3 * V, None), "shape_basis_orthonormal", path)
-        ev = _expect(_get(d, "eigenvalues", path), (basis.shape[1],), "eigenvalues", path).astype(np.float64)
-        if np.any(ev < 0):
-            raise ValueError(f"{path}: key 'eigenvalues' has negative entries")
-        exp = _expect(_get(d, "exp_basis", path), (None, V, 3), "exp_basis", path).astype(np.float32)
-        tris = _check_indices(_expect(_get(d, "tris", path), (None, 3), "tris", path), V, "tris", path)
-        lm = _check_indices(_expect(_get(d, "lm68_ibug", path), (68,), "lm68_ibug", path), V, "lm68_ibug", path,
-                            allow_missing=True)
-        names = [str(n) for n in d["exp_names"]] if "exp_names" in d.files else []
+    d = read_npz(path)
+    with naming_file(path):
+        return _sfm_model(d, path, albedo_components, cache_dir)
+
+
+def _sfm_model(d: dict, path: Path, albedo_components: int, cache_dir: str | Path | None) -> MorphableModel:
+    mean = _expect(_get(d, "mean", path), (None, 3), "mean", path).astype(np.float32)
+    V = mean.shape[0]
+    basis = _expect(_get(d, "shape_basis_orthonormal", path), (3 * V, None), "shape_basis_orthonormal", path)
+    ev = _expect(_get(d, "eigenvalues", path), (basis.shape[1],), "eigenvalues", path).astype(np.float64)
+    if np.any(ev < 0):
+        raise ValueError(f"{path}: key 'eigenvalues' has negative entries")
+    exp = _expect(_get(d, "exp_basis", path), (None, V, 3), "exp_basis", path).astype(np.float32)
+    tris = _check_indices(_expect(_get(d, "tris", path), (None, 3), "tris", path), V, "tris", path)
+    lm = _check_indices(_expect(_get(d, "lm68_ibug", path), (68,), "lm68_ibug", path), V, "lm68_ibug", path,
+                        allow_missing=True)
+    names = [str(n) for n in np.atleast_1d(d["exp_names"])] if "exp_names" in d else []
     id_basis = (basis.astype(np.float64) * np.sqrt(ev)[None, :]).T.reshape(-1, V, 3).astype(np.float32)
     return _with_prior_albedo(mean, id_basis, exp, tris, lm, None, None, units="mm", name=path.stem,
                               exp_names=names, albedo_components=albedo_components, cache_dir=cache_dir)
@@ -223,7 +256,7 @@ def load_bfm2017(path: str | Path, *, landmarks=None) -> MorphableModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
-    with h5py.File(path, "r") as f:
+    with _reading(path, "HDF5 model file"), h5py.File(path, "r") as f:
         def get(key):
             if key not in f:
                 raise ValueError(f"{path}: key '{key}' missing")
@@ -234,12 +267,13 @@ def load_bfm2017(path: str | Path, *, landmarks=None) -> MorphableModel:
         cells = _expect(get("shape/representer/cells"), (3, None), "shape/representer/cells", path)
         groups = {g: _pca_std(get(f"{g}/model/mean"), get(f"{g}/model/pcaBasis"), get(f"{g}/model/pcaVariance"),
                               g, path, V) for g in ("shape", "expression", "color")}
-    tris = _check_indices(cells.T, V, "shape/representer/cells", path)
-    lm = np.full(68, -1, np.int64) if landmarks is None else np.asarray(landmarks)
-    lm = _check_indices(_expect(lm, (68,), "landmarks", path), V, "landmarks", path, allow_missing=True)
-    mean = groups["shape"][0] + groups["expression"][0]
-    return MorphableModel(mean, groups["shape"][1], groups["expression"][1], groups["color"][0],
-                          groups["color"][1], tris, lm, units="mm", name=f"bfm2017-{path.stem}")
+    with naming_file(path):
+        tris = _check_indices(cells.T, V, "shape/representer/cells", path)
+        lm = np.full(68, -1, np.int64) if landmarks is None else np.asarray(landmarks)
+        lm = _check_indices(_expect(lm, (68,), "landmarks", path), V, "landmarks", path, allow_missing=True)
+        mean = groups["shape"][0] + groups["expression"][0]
+        return MorphableModel(mean, groups["shape"][1], groups["expression"][1], groups["color"][0],
+                              groups["color"][1], tris, lm, units="mm", name=f"bfm2017-{path.stem}")
 
 
 def load_deep3d(path: str | Path) -> MorphableModel:
@@ -258,7 +292,13 @@ def load_deep3d(path: str | Path) -> MorphableModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"path: no file at {path}")
-    d = scipy.io.loadmat(str(path))
+    with _reading(path, "MATLAB model file"):
+        d = scipy.io.loadmat(str(path))
+    with naming_file(path):
+        return _deep3d_model(d, path)
+
+
+def _deep3d_model(d: dict, path: Path) -> MorphableModel:
     mean = _get(d, "meanshape", path)
     if mean.ndim != 2 or mean.shape[0] != 1 or mean.shape[1] % 3:
         raise ValueError(f"{path}: key 'meanshape' has shape {mean.shape}, expected (1, 3V)")
@@ -295,7 +335,7 @@ def _sniff(src: Path) -> str:
     if suffix == ".mat":
         return "deep3d"
     if suffix == ".npz":
-        with np.load(src, allow_pickle=False) as d:
+        with _reading(src, ".npz file"), np.load(src, allow_pickle=False) as d:
             keys = set(d.files)
         if "format_version" in keys:
             return "occrecon"

@@ -1,7 +1,8 @@
 """``MorphableModel``: a linear 3D morphable face model (shape, expression, albedo) as a ``torch.nn.Module``."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import torch
 
 from .layout import ParamLayout
 
-__all__ = ["MorphableModel", "FORMAT_VERSION"]
+__all__ = ["MorphableModel", "FORMAT_VERSION", "read_npz", "naming_file"]
 
 #: Version of the project's ``.npz`` model format written by ``MorphableModel.save``.
 FORMAT_VERSION = 1
@@ -18,10 +19,51 @@ _ARRAY_KEYS = ("mean", "id_basis", "exp_basis", "albedo_mean", "albedo_basis", "
                "front_face", "skin")
 
 
+#: Floating arrays that must be finite (a NaN in the mean or a basis would give NaN faces, silently).
+_FLOAT_KEYS = ("mean", "id_basis", "exp_basis", "albedo_mean", "albedo_basis")
+
+
 def _as_np(x, dtype) -> np.ndarray:
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+    with np.errstate(over="ignore"):  # values beyond float32 become Inf, which the constructor reports
+        return np.ascontiguousarray(np.asarray(x), dtype=dtype)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+@contextmanager
+def naming_file(path: str | Path) -> Iterator[None]:
+    """Inside a model reader: a ValueError (or a TypeError of malformed content, e.g. a text array where a number
+    belongs) whose message does not start with ``path`` becomes a ValueError with ``"<path>: "`` in front (the
+    model's own checks name the array, the reader the file)."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: {exc}") from None
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """Every array of an ``.npz`` file, read at once (no pickles). ValueError naming the file for anything that is
+    not an intact ``.npz``: another format, a single ``.npy`` array, an empty, truncated or damaged archive (a
+    member whose CRC does not match)."""
+    path = Path(path)
+    try:
+        f = np.load(path, allow_pickle=False)
+    except Exception as exc:  # noqa: BLE001  (numpy raises ValueError, EOFError, OSError, BadZipFile ... on bad files)
+        raise ValueError(f"{path}: not a readable .npz file ({type(exc).__name__}: {_first_line(exc)})") from None
+    if not isinstance(f, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path}: a single .npy array, not an .npz archive of named arrays")
+    try:
+        with f:
+            return {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001  (a truncated or altered member: BadZipFile, EOFError, zlib.error ...)
+        raise ValueError(f"{path}: damaged .npz file ({type(exc).__name__}: {_first_line(exc)})") from None
 
 
 class MorphableModel(torch.nn.Module):
@@ -88,6 +130,12 @@ class MorphableModel(torch.nn.Module):
         if lm.size and (lm.min() < -1 or lm.max() >= V):
             raise ValueError(f"landmarks: indices must lie in [0, {V}) or be -1, got [{lm.min()}, {lm.max()}]")
         arrays["landmarks"] = lm.astype(np.int64)
+        for key in _FLOAT_KEYS:
+            bad = ~np.isfinite(arrays[key])
+            if bad.any():
+                raise ValueError(f"{key}: {int(bad.sum())} NaN/Inf value(s) of {bad.size}, the first at index "
+                                 f"{tuple(int(i) for i in np.argwhere(bad)[0])} (values beyond float32's range "
+                                 f"overflow to Inf)")
         for key, val in (("front_face", front_face), ("skin", skin)):
             m = np.ones(V, bool) if val is None else _as_np(val, bool)
             if m.shape != (V,):
@@ -161,6 +209,11 @@ class MorphableModel(torch.nn.Module):
         Returns:
             ``vertices (B, V, 3)`` in ``units`` and ``albedo_rgb (B, V, 3)`` (linear RGB, not clamped), in the
             model's dtype. Differentiable in all coefficients; one matrix product per term, no batch loop.
+
+        Coefficients of another floating dtype (bfloat16 or float16, e.g. a network's output under autocast, or
+        float64) are converted to the model's dtype: the model computes in its own precision (the one the renderer's
+        kernels take, float32 or float64) and gradients flow back to the coefficients in their dtype. For float64
+        results, convert the model (``model.double()``). Integer coefficients raise TypeError naming the argument.
         """
         given = [x for x in (shape, expr, albedo) if x is not None]
         if not given:
@@ -225,25 +278,32 @@ class MorphableModel(torch.nn.Module):
 
     @classmethod
     def load(cls, path: str | Path) -> MorphableModel:
-        """Read a file written by ``save``. Missing keys or an unknown ``format_version`` raise ValueError."""
+        """Read a file written by ``save``. ValueError naming the file for a file that is not an intact ``.npz``
+        (see :func:`read_npz`), missing keys, an unknown ``format_version``, arrays of the wrong shape or dtype, and
+        NaN/Inf in the mean, the bases or the albedo; FileNotFoundError for a missing file."""
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path: no model file at {path}")
-        with np.load(path, allow_pickle=False) as d:
-            if "format_version" not in d.files:
+        d = read_npz(path)
+        with naming_file(path):
+            if "format_version" not in d:
                 raise ValueError(f"{path}: key 'format_version' missing (not an occrecon model file)")
-            version = int(d["format_version"])
+            try:
+                version = int(d["format_version"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}: key 'format_version' must be one integer, got "
+                                 f"{d['format_version']!r}") from None
             if version != FORMAT_VERSION:
                 raise ValueError(f"{path}: format_version {version} is not supported (expected {FORMAT_VERSION})")
             need = list(_ARRAY_KEYS) + ["units", "name", "exp_names", "albedo_source"]
-            missing = [k for k in need if k not in d.files]
+            missing = [k for k in need if k not in d]
             if missing:
                 raise ValueError(f"{path}: key(s) {missing} missing")
             a = {k: d[k] for k in need}
-            bounds = tuple(float(v) for v in d["exp_bounds"]) if "exp_bounds" in d.files else None
+            bounds = tuple(float(v) for v in np.atleast_1d(d["exp_bounds"])) if "exp_bounds" in d else None
             if bounds is not None and len(bounds) != 2:
                 raise ValueError(f"{path}: key 'exp_bounds' must hold 2 values, got {len(bounds)}")
-        return cls(a["mean"], a["id_basis"], a["exp_basis"], a["albedo_mean"], a["albedo_basis"], a["triangles"],
-                   a["landmarks"], a["front_face"], a["skin"], units=str(a["units"]), name=str(a["name"]),
-                   exp_names=[str(n) for n in a["exp_names"]], albedo_source=str(a["albedo_source"]),
-                   exp_bounds=bounds)
+            return cls(a["mean"], a["id_basis"], a["exp_basis"], a["albedo_mean"], a["albedo_basis"], a["triangles"],
+                       a["landmarks"], a["front_face"], a["skin"], units=str(a["units"]), name=str(a["name"]),
+                       exp_names=[str(n) for n in np.atleast_1d(a["exp_names"])],
+                       albedo_source=str(a["albedo_source"]), exp_bounds=bounds)
