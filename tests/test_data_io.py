@@ -1,6 +1,7 @@
 """occrecon.data.io: unusual and broken image files, landmark CSVs, masks — all generated in tmp_path."""
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 
@@ -160,6 +161,50 @@ def test_bad_csv_rows_raise_with_line_or_go_to_missing(tmp_path):
         read_landmarks_csv(tmp_path / "dup.csv", missing=[])
     with pytest.raises(FileNotFoundError, match="nothing.csv"):
         read_landmarks_csv(tmp_path / "nothing.csv")
+
+
+def test_csv_content_that_is_not_landmark_text_names_file_and_line(tmp_path):
+    good = ("ok.jpg," + ",".join(["1"] * 136) + "\n").encode()
+    cases = {
+        "latin1": ("caf\u00e9.jpg," + ",".join(["1"] * 136) + "\n").encode("latin-1"),  # was UnicodeDecodeError
+        "binary": b"\x00\x00\x00\x0cjP  \r\n\x87\n",  # was csv.Error: line contains NUL
+        "png": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        "huge_field": ("x" * 200_000 + ",1\n").encode(),  # was csv.Error: field larger than field limit
+        "long_path": ("p" * 5000 + "," + ",".join(["1"] * 136) + "\n").encode(),
+        "long_line": b"1," * (1 << 20),
+    }
+    reasons = {"latin1": r"2: not UTF-8 text \(byte 0xe9 at column 4\); save the file as UTF-8",
+               "binary": r"2: binary content \(a NUL byte at column 1\)",
+               "png": r"2: not UTF-8 text \(byte 0x89 at column 1\)",
+               "huge_field": r"2: not a landmark CSV row \(field larger than field limit",
+               "long_path": r"2: a field of 5000 characters \(at most 4096\)",
+               "long_line": r"2: a line longer than 1048576 bytes"}
+    for name, content in cases.items():
+        path = tmp_path / f"{name}.csv"
+        path.write_bytes(good + content)
+        for missing in (None, []):  # never a row to skip: the file is not what it should be
+            with pytest.raises(LandmarkFileError, match=re.escape(str(path)) + ":" + reasons[name]):
+                read_landmarks_csv(path, missing=missing)
+
+
+def test_csv_overflowing_coordinates_and_a_byte_order_mark(tmp_path):
+    row = ",".join(["1"] * 60 + ["1e39"] + ["1"] * 75)
+    (tmp_path / "big.csv").write_text("ok.jpg," + ",".join(["1"] * 136) + "\nbig.jpg," + row + "\n")
+    with pytest.raises(LandmarkFileError, match=r"big\.csv:2: coordinate 1e39 overflows float32"):
+        read_landmarks_csv(tmp_path / "big.csv")  # was read as inf
+    missing: list[str] = []
+    assert list(read_landmarks_csv(tmp_path / "big.csv", missing=missing)) == ["ok.jpg"] and missing == ["big.jpg"]
+    lms = {"a.jpg": points(0)}
+    write_landmarks_csv(tmp_path / "lm.csv", lms, header=True)
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "lm.csv").read_bytes())  # as Excel saves it
+    got = read_landmarks_csv(tmp_path / "bom.csv")  # the BOM was part of the header's first field
+    assert list(got) == ["a.jpg"]
+    np.testing.assert_array_equal(got["a.jpg"], lms["a.jpg"])
+    write_landmarks_csv(tmp_path / "plain.csv", lms)
+    (tmp_path / "bom2.csv").write_bytes(b"\xef\xbb\xbf" + (tmp_path / "plain.csv").read_bytes())
+    assert list(read_landmarks_csv(tmp_path / "bom2.csv")) == ["a.jpg"]  # was '\ufeffa.jpg'
+    (tmp_path / "mac.csv").write_bytes((tmp_path / "plain.csv").read_bytes().replace(b"\n", b"\r") * 1)
+    assert list(read_landmarks_csv(tmp_path / "mac.csv")) == ["a.jpg"]
 
 
 def test_write_csv_rejects_bad_points(tmp_path):

@@ -19,6 +19,7 @@ Landmark CSV (the authors' format): one row per image, ``relative_path,x1,y1,x2,
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import io as _io
 import os
@@ -149,6 +150,12 @@ def _atomic_write(path: Path, write: Callable[[_io.BufferedWriter], None]) -> Pa
     return path
 
 
+#: Longest line of a landmark CSV (a row of 68 points takes about 2 KB); a longer one is not a landmark row.
+MAX_LINE_BYTES = 1 << 20
+#: Longest field: a relative path (PATH_MAX) or a number.
+MAX_FIELD_CHARS = 4096
+
+
 def _parse_row(row: list[str]) -> tuple[str, np.ndarray | None, str]:
     """``(relative_path, points or None, reason)`` of one CSV row."""
     name = row[0].strip() if row else ""
@@ -163,7 +170,12 @@ def _parse_row(row: list[str]) -> tuple[str, np.ndarray | None, str]:
         return name, None, f"not a number: {bad!r}"
     if not np.isfinite(vals).all():
         return name, None, "NaN or Inf coordinates (missing landmarks)"
-    return name, vals.reshape(N_LANDMARKS, 2).astype(np.float32), ""
+    with np.errstate(over="ignore"):
+        pts = vals.astype(np.float32)
+    if not np.isfinite(pts).all():
+        bad = row[1 + int(np.argmin(np.isfinite(pts)))].strip()
+        return name, None, f"coordinate {bad} overflows float32 (|x| > {float(np.finfo(np.float32).max):.4g})"
+    return name, pts.reshape(N_LANDMARKS, 2), ""
 
 
 def _is_float(v: str) -> bool:
@@ -174,30 +186,67 @@ def _is_float(v: str) -> bool:
     return True
 
 
+def _text_lines(f, path: Path):
+    r"""The lines of the binary file ``f`` as UTF-8 text (a byte-order mark at the start dropped; ``\n``, ``\r\n``
+    and ``\r`` endings kept for the csv module); LandmarkFileError naming the file and line for binary content, bytes
+    that are not UTF-8 (e.g. a Latin-1 file) and an overlong line."""
+    lineno = 0
+    while chunk := f.readline(MAX_LINE_BYTES + 1):
+        for raw in chunk.splitlines(keepends=True):  # also splits at a lone \r (old Mac files)
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise LandmarkFileError(f"{path}:{lineno}: a line longer than {MAX_LINE_BYTES} bytes: not a landmark "
+                                        f"CSV")
+            nul = raw.find(b"\0")
+            if nul >= 0:
+                raise LandmarkFileError(f"{path}:{lineno}: binary content (a NUL byte at column {nul + 1}): not a "
+                                        f"landmark CSV")
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise LandmarkFileError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column "
+                                        f"{e.start + 1}); save the file as UTF-8") from None
+
+
 def read_landmarks_csv(path: str | Path, missing: list[str] | None = None) -> dict[str, np.ndarray]:
     """Read an authors'-format landmark file.
 
     Args:
-        path: the CSV file (rows ``relative_path,x1,y1,...,x68,y68``; blank lines ignored; an optional header
-            row starting with ``relative_path``).
-        missing: None (default) → a malformed row (wrong field count, non-numbers, NaN/Inf, empty path) raises
-            :class:`LandmarkFileError` naming the file and line. A list → such rows are skipped and their
-            ``relative_path`` (or ``"<line N>"`` when empty) appended to it instead.
+        path: the CSV file (UTF-8, a byte-order mark allowed; rows ``relative_path,x1,y1,...,x68,y68``; blank
+            lines ignored; an optional header row starting with ``relative_path``).
+        missing: None (default) → a malformed row (wrong field count, non-numbers, NaN/Inf, a coordinate beyond
+            float32's range, empty path) raises :class:`LandmarkFileError` naming the file and line. A list → such
+            rows are skipped and their ``relative_path`` (or ``"<line N>"`` when empty) appended to it instead.
     Returns:
         ``{relative_path: (68, 2) float32}`` in file order.
     Raises:
-        FileNotFoundError: no such file. LandmarkFileError: a malformed row (see ``missing``) or a
-            relative_path listed twice (always an error).
+        FileNotFoundError: no such file. LandmarkFileError: a malformed row (see ``missing``); always, naming the
+            file and line: a relative_path listed twice, content that is not UTF-8 text (binary, Latin-1), a line
+            longer than :data:`MAX_LINE_BYTES` or a field longer than :data:`MAX_FIELD_CHARS`, broken CSV quoting.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such landmark file")
     out: dict[str, np.ndarray] = {}
     first_line: dict[str, int] = {}
-    with open(path, newline="", encoding="utf-8") as f:
-        for lineno, row in enumerate(csv.reader(f), start=1):
+    with open(path, "rb") as f:
+        reader = csv.reader(_text_lines(f, path))
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:  # e.g. a field beyond the csv module's limit
+                raise LandmarkFileError(f"{path}:{reader.line_num}: not a landmark CSV row ({e})") from None
+            lineno = reader.line_num
             if not row or all(not v.strip() for v in row):
                 continue
+            long = next((v for v in row if len(v) > MAX_FIELD_CHARS), None)
+            if long is not None:
+                raise LandmarkFileError(f"{path}:{lineno}: a field of {len(long)} characters (at most "
+                                        f"{MAX_FIELD_CHARS}): not a landmark CSV row")
             if lineno == 1 and row[0].strip().lower() == "relative_path":
                 continue
             name, pts, reason = _parse_row(row)
