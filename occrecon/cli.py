@@ -1,8 +1,17 @@
-"""Command line: ``occrecon demo``, ``occrecon info``, ``occrecon model convert`` and ``occrecon data ...``."""
+"""Command line: ``occrecon demo``, ``occrecon info``, ``occrecon model convert``, ``occrecon checkpoint export``,
+``occrecon data ...``, ``occrecon reconstruct``, ``occrecon evaluate``, ``occrecon evaluate-fit`` and ``occrecon train``.
+
+Exit status: 0 on success; 2 for bad arguments or inputs — argparse's usage errors, and a missing, unreadable or
+refused file (checkpoint, photo, face model, landmark CSV), a value out of range, a device this machine does not
+have, an optional package that is not installed: one line ``occrecon <command>: error: ...`` on stderr, no
+traceback (set ``OCCRECON_TRACEBACK=1`` to see where such an error came from); 1 when a command ran but failed
+(e.g. ``reconstruct`` reconstructed no photo). ``occrecon train`` reports its own errors (status 1).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +22,7 @@ from .data.landmarks_cmd import add_landmarks_parser
 def _checkpoint_export(args: argparse.Namespace) -> int:
     from .api import export_checkpoint
 
-    out = export_checkpoint(Path(args.src), Path(args.dst))
+    out = export_checkpoint(Path(args.src), Path(args.dst), trusted=args.trusted)
     print(f"wrote {out} ({out.stat().st_size / 2**20:.2f} MiB, inference only)")
     return 0
 
@@ -37,7 +46,7 @@ def _demo_reconstruction(args: argparse.Namespace) -> None:
 
     fit = None if args.fit == "none" else args.fit
     res = run_reconstruction_demo(Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None,
-                                  fit=fit)
+                                  fit=fit, trusted=args.trusted)
     print(f"occlusion-robust reconstruction of the development faces and the astronaut ({res['checkpoint']})")
     print("  each face as it is, and with random occluders pasted on (exact ground-truth mask); the bundled encoder"
           + (f" alone, then refined by the fitting engine ('{fit}')" if fit else ""))
@@ -93,8 +102,55 @@ def _model_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What a bad argument or input raises (see the module docstring): reported in one line, exit status 2.
+USER_ERRORS = (OSError, ValueError, ImportError)
+#: Help of the ``--trusted`` flag of every command that reads checkpoints.
+TRUSTED_HELP = ("read checkpoints that hold objects other than tensors and plain containers (a full unpickle: it "
+                "can run code, so only for checkpoints from a trusted source)")
+
+
+def add_trusted_flag(p: argparse.ArgumentParser) -> None:
+    """The ``--trusted`` flag of a command that reads checkpoints (``trusted=True`` of the API)."""
+    p.add_argument("--trusted", action="store_true", help=TRUSTED_HELP)
+
+
+def command_name(args: argparse.Namespace) -> str:
+    """``"reconstruct"``, ``"data synth"``, ``"model convert"`` ...: the command as typed, for error lines."""
+    sub = {"data": "data_command", "model": "model_command", "checkpoint": "checkpoint_command"}.get(args.command)
+    return f"{args.command} {getattr(args, sub)}" if sub else args.command
+
+
+def error_line(command: str, exc: BaseException | str) -> str:
+    """``occrecon <command>: error: <message>`` on one line (a multi-line message joined)."""
+    from .api import UntrustedCheckpointError
+
+    if isinstance(exc, UntrustedCheckpointError):
+        exc = exc.with_remedy("pass --trusted")  # the API's trusted=True is this flag here
+    text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+    if isinstance(exc, BaseException) and not text:
+        text = type(exc).__name__
+    elif isinstance(exc, ModuleNotFoundError):
+        text = f"{text} (an optional package this command needs is not installed)"
+    return f"occrecon {command}: error: {text}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run a parsed command; a bad argument or input (:data:`USER_ERRORS`) becomes one line on stderr and exit
+    status 2."""
+    if args.command == "train":  # occrecon.train.cli reports its own errors
+        return args.func(args)
+    try:
+        return args.func(args)
+    except USER_ERRORS as exc:
+        if os.environ.get("OCCRECON_TRACEBACK"):
+            raise
+        print(error_line(command_name(args), exc), file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="occrecon", description=__doc__)
+    parser = argparse.ArgumentParser(prog="occrecon", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("demo", help="reconstruct real faces with the bundled checkpoint (and the neighbourhood-min "
                                     "loss demo); writes PNGs")
@@ -106,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="reconstruction: refine the encoder's prediction with the fitting engine (default fast)")
     p.add_argument("--image", help="neighbour: a face photo (default: the first development face)")
     p.add_argument("--points", help="neighbour: its 5-point detection file: 'x y' per line (eyes, nose, mouth corners)")
+    add_trusted_flag(p)
     p.set_defaults(func=_demo)
     p = sub.add_parser("info", help="how the compiled extension was built")
     p.set_defaults(func=_info)
@@ -125,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p = ckpt_sub.add_parser("export", help="inference-only copy of a training checkpoint (no optimiser/RNG state)")
     p.add_argument("src", help="a training checkpoint (occrecon train)")
     p.add_argument("dst", help="output file")
+    add_trusted_flag(p)
     p.set_defaults(func=_checkpoint_export)
     p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
     data_sub = p.add_subparsers(dest="data_command", required=True)
@@ -135,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     __import__("occrecon.eval.evaluate", fromlist=["add_parser"]).add_parser(sub)
     __import__("occrecon.eval.fitting", fromlist=["add_parser"]).add_parser(sub)
     __import__("occrecon.reconstruct", fromlist=["add_parser"]).add_parser(sub)
-    args = parser.parse_args(argv)
-    return args.func(args)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

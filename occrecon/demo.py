@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from . import assets
-from .data.io import read_five_points
+from .data.io import read_five_points, read_image
 from .ops import neighbour_loss, neighbour_min
 
 __all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]
@@ -72,7 +72,7 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
     if points is None:
         raise ValueError("a 5-point detection file is needed with --image (x y per line: eyes, nose, mouth corners)")
     pts = read_five_points(points)
-    face = crop_face(Image.open(image), pts)
+    face = crop_face(Image.fromarray(read_image(image)), pts)  # ImageReadError naming a missing or corrupt photo
     target = np.asarray(face, dtype=np.float32) / 255.0
 
     dy, dx = SHIFT  # shift with edge replication (no wrap-around seam)
@@ -105,7 +105,7 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
 
 
 def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed: int = 0, rows: int = 8,
-                            fit: str | None = "fast") -> dict:
+                            fit: str | None = "fast", trusted: bool = False) -> dict:
     """Reconstruct the development faces and the astronaut, clean and with random occluders, with the encoder alone
     and with the encoder's prediction refined by the fitting engine; write ``reconstruction.png`` (per face: target |
     encoder render | encoder mask | fitted render | fitted mask, clean then occluded; occluded Φ pixels in red) and
@@ -119,6 +119,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
         seed: occluder draw.
         rows: faces shown in the PNG (all faces are scored).
         fit: the fit preset (``"fast"``, ``"quality"``), or None for the encoder alone.
+        trusted: read a checkpoint that needs a full unpickle (see :func:`occrecon.api.read_checkpoint`).
     """
     from .api import Reconstructor
     from .data.landmarks import DlibDetector
@@ -130,7 +131,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     checkpoint = Path(checkpoint) if checkpoint is not None else BUNDLED_CHECKPOINT
     if not checkpoint.is_file():
         raise FileNotFoundError(f"checkpoint: {checkpoint} not found (train one: occrecon train CONFIG)")
-    rec = Reconstructor.from_checkpoint(checkpoint)
+    rec = Reconstructor.from_checkpoint(checkpoint, trusted=trusted)
     size = rec.image_size[0]
     faces = load_real_faces(size=size)
     library = OccluderLibrary(permissive_only=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor
+from .api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor, check_device
 from .data.io import IMAGE_EXTENSIONS, ImageReadError
 from .data.prepare import AlignmentError, FaceNotFound, prepare_photo
 from .morphable.export import write_obj
@@ -145,18 +144,17 @@ def _make_reconstructor(args: argparse.Namespace) -> Reconstructor:
     from .demo import BUNDLED_CHECKPOINT
 
     ckpt = args.checkpoint if args.checkpoint is not None else BUNDLED_CHECKPOINT
-    return Reconstructor.from_checkpoint(ckpt, model_path=args.model, device=args.device, fit=args.fit)
+    return Reconstructor.from_checkpoint(ckpt, model_path=args.model, device=args.device, fit=args.fit,
+                                         trusted=args.trusted)
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        if args.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {args.device}: no CUDA device is available on this machine")
-        rec = _make_reconstructor(args)
-        paths = collect_images(args.images)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"occrecon reconstruct: error: {e}", file=sys.stderr)
-        return 2
+    """The command; a bad argument or input raises (``occrecon.cli`` prints it in one line, exit status 2)."""
+    args.device = str(check_device(args.device, "--device"))
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size: must be >= 1, got {args.batch_size}")
+    paths = collect_images(args.images)
+    rec = _make_reconstructor(args)
     mode = ("fitting only" if rec.encoder is None else "encoder") + (f" + fit ({args.fit or 'fast'})"
                                                                       if rec.fit is not None and rec.encoder else "")
     print(f"{len(paths)} photo(s); {mode}")
@@ -174,6 +172,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
+    from .cli import add_trusted_flag
     from .fit import FIT_PRESETS
 
     p = sub.add_parser("reconstruct", help="photos -> 3D face, render and occlusion mask (a checkpoint, the fitting "
@@ -192,4 +191,5 @@ def add_parser(sub) -> None:
     p.add_argument("--threshold", type=float, default=DEFAULT_OCCLUSION_THRESHOLD,
                    help=f"occlusion fraction that counts as occluded (default {DEFAULT_OCCLUSION_THRESHOLD})")
     p.add_argument("--device", default="cpu")
+    add_trusted_flag(p)
     p.set_defaults(func=_run)

@@ -180,7 +180,7 @@ def test_pseudo_mode_with_the_robust_init_mask(rec, tmp_path):
         assert values["occlusion_fraction"][i] == pytest.approx(1 - float(m.sum() / r.mask.sum()), abs=1e-6)
 
 
-def test_bad_arguments(rec, tmp_path):
+def test_bad_arguments(rec, tmp_path, capsys):
     samples = ev.read_eval_dataset(_dataset(tmp_path / "d"))
     with pytest.raises(ValueError, match="segmentation"):
         ev.evaluate_reconstructor(rec, samples, segmentation="soft")
@@ -191,8 +191,9 @@ def test_bad_arguments(rec, tmp_path):
     samples[1].image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(ValueError, match="1.png: cannot read"):
         ev.evaluate_reconstructor(rec, samples)
-    with pytest.raises(SystemExit, match="NAME=PATH"):
-        main(["evaluate", "--data", str(tmp_path / "d"), "--checkpoint", "em.pt"])
+    assert main(["evaluate", "--data", str(tmp_path / "d"), "--checkpoint", "em.pt"]) == 2
+    assert capsys.readouterr().err == ("occrecon evaluate: error: checkpoint: expected NAME=PATH[:MODE], got "
+                                       "'em.pt'\n")
 
 
 def _result(per_image: dict[str, dict[str, list]], occluded: list[bool]) -> dict:

@@ -77,27 +77,32 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
     t0 = time.perf_counter()
     records = []
     bar = tqdm(total=len(tasks), desc="occrecon data synth", unit="sample", disable=not progress)
-    if workers == 1:
-        import torch
+    try:
+        if workers == 1:
+            import torch
 
-        threads = torch.get_num_threads()
-        _init_worker(str(root), kwargs)
-        try:
-            for task in tasks:
-                records.append(_make(task))
-                bar.update()
-        finally:
-            _WORKER.clear()
-            torch.set_num_threads(threads)
-    else:
-        import multiprocessing as mp
+            threads = torch.get_num_threads()
+            _init_worker(str(root), kwargs)
+            try:
+                for task in tasks:
+                    records.append(_make(task))
+                    bar.update()
+            finally:
+                _WORKER.clear()
+                torch.set_num_threads(threads)
+        else:
+            import multiprocessing as mp
 
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), kwargs)) as pool:
-            for rec in pool.imap(_make, tasks, chunksize=4):
-                records.append(rec)
-                bar.update()
-    bar.close()
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(workers, initializer=_init_worker, initargs=(str(root), kwargs)) as pool:
+                for rec in pool.imap(_make, tasks, chunksize=4):
+                    records.append(rec)
+                    bar.update()
+    except BaseException:
+        bar.leave = False  # an error: the progress line is cleared, so the error message stands on its own line
+        raise
+    finally:
+        bar.close()
     seconds = time.perf_counter() - t0
     model = model_path or "shared/assets/models/sfm_3448.npz"
     finish_dataset(root, records, {"seed": seed, "model": Path(model).name, "permissive_only": permissive_only,

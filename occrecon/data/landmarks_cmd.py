@@ -136,6 +136,10 @@ def _command(args: argparse.Namespace) -> int:
     if not Path(args.images_dir).is_dir():
         print(f"occrecon data landmarks: error: images_dir {args.images_dir}: not a folder", file=sys.stderr)
         return 2
+    if args.backend == "fan":
+        from ..api import check_device
+
+        check_device(args.device, "--device")  # ValueError: one line from occrecon.cli, exit status 2
     detector = _make_detector(args.backend, args.upsample, args.fan_weights, args.device)
     run_landmarks(args.images_dir, args.out, detector, aligned_out=args.aligned_out, size=args.size)
     return 0

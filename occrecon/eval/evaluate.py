@@ -262,24 +262,28 @@ def _json_values(a: np.ndarray) -> list:
 
 def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size: int = 8, device: str = "cpu",
              model_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD,
-             ids: Sequence[str] | None = None) -> dict:
-    """Evaluate each checkpoint on the dataset folder ``data`` (only the samples ``ids`` when given).
+             ids: Sequence[str] | None = None, trusted: bool = False) -> dict:
+    """Evaluate each checkpoint on the dataset folder ``data`` (only the samples ``ids`` when given; ``trusted``: read
+    checkpoints that need a full unpickle, see :func:`occrecon.api.read_checkpoint`).
 
     Returns:
         ``{"data", "threshold", "ids", "occluded", "methods": {name: {"checkpoint", "segmentation", "per_image":
         {key: [N values, None for NaN]}, "summary": {subset: {key: Summary}}}}}``.
     """
-    from ..api import Reconstructor  # noqa: PLC0415
+    from ..api import Reconstructor, check_device, read_checkpoint  # noqa: PLC0415
 
     if not checkpoints:
         raise ValueError("checkpoints: give at least one NAME=PATH")
     names = [c.name for c in checkpoints]
     if len(set(names)) != len(names):
         raise ValueError(f"checkpoints: method names repeat: {names}")
+    check_device(device)
     samples = read_eval_dataset(data, ids)
+    for spec in checkpoints:  # a damaged or refused checkpoint is reported before the first method runs
+        read_checkpoint(spec.path, trusted=trusted)
     methods = {}
     for spec in checkpoints:
-        rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device)
+        rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device, trusted=trusted)
         values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold)
         methods[spec.name] = {"checkpoint": str(spec.path), "segmentation": spec.segmentation,
                               "per_image": {k: _json_values(values[k]) for k in VALUE_KEYS},
@@ -344,21 +348,21 @@ def format_paired(diffs: dict[str, dict[str, dict[str, PairedDifference]]], base
 
 
 def _run(args: argparse.Namespace) -> int:
-    try:
-        specs = [parse_checkpoint_arg(c) for c in args.checkpoint]
-    except ValueError as exc:
-        raise SystemExit(f"occrecon evaluate: {exc}") from None
+    """The command; a bad argument or input raises (``occrecon.cli`` prints it in one line, exit status 2)."""
+    from ..api import check_device  # noqa: PLC0415
+
+    specs = [parse_checkpoint_arg(c) for c in args.checkpoint]
     if args.ids and args.held_out:
-        raise SystemExit("occrecon evaluate: give --ids or --held-out, not both")
+        raise ValueError("give --ids or --held-out, not both")
     names = [spec.name for spec in specs]
     if args.paired_with is not None and args.paired_with not in names:
-        raise SystemExit(f"occrecon evaluate: --paired-with {args.paired_with!r} is not one of the methods: "
-                         f"{', '.join(names)}")
+        raise ValueError(f"--paired-with {args.paired_with!r} is not one of the methods: {', '.join(names)}")
+    check_device(args.device, "--device")
     ids = read_id_list(args.ids) if args.ids else None
     if args.held_out:
         ids = held_out_ids(args.data, args.held_out, args.split_seed)
     result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
-                      threshold=args.threshold, ids=ids)
+                      threshold=args.threshold, ids=ids, trusted=args.trusted)
     print(format_report(result, markdown=args.markdown))
     if args.paired_with is not None:
         diffs = paired_differences(result, args.paired_with)
@@ -379,6 +383,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``occrecon evaluate`` on the CLI's sub-parsers."""
+    from ..cli import add_trusted_flag  # noqa: PLC0415
     p = sub.add_parser("evaluate", help="segmentation and reconstruction metrics of checkpoints on a dataset folder",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (images/, masks/, meta.jsonl)")
@@ -399,5 +404,6 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--model", help="face model file overriding the checkpoints' stored model_path")
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"binarisation threshold of the hard metrics (default {DEFAULT_THRESHOLD})")
+    add_trusted_flag(p)
     p.set_defaults(func=_run)
     return p

@@ -471,6 +471,12 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
     from ..demo import BUNDLED_CHECKPOINT
     from ..morphable import load_model
 
+    if args.no_encoder and args.model is None:
+        raise ValueError("--no-encoder: needs --model (the face model to fit)")
+    rec = None  # the checkpoint or model first: a bad one is reported before the faces are read
+    if not args.no_encoder:
+        rec = Reconstructor.from_checkpoint(args.checkpoint or BUNDLED_CHECKPOINT, trusted=args.trusted)
+    model = rec.model if rec is not None else load_model(args.model)
     records = read_face_folder(args.faces)
     _, held = identity_split(records, args.held_out, args.split_seed)
     held = [r for r in held if "possibly_occluded" not in r.flags]
@@ -478,10 +484,6 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
         held = held[: args.limit]
     print(f"{len(held)} held-out faces (identity split {args.held_out}, seed {args.split_seed}; "
           f"real-mask faces left out)")
-    rec = None
-    if not args.no_encoder:
-        rec = Reconstructor.from_checkpoint(args.checkpoint or BUNDLED_CHECKPOINT)
-    model = rec.model if rec is not None else load_model(args.model)
     size = rec.image_size[0] if rec is not None else args.size
     t0 = time.perf_counter()
     pairs, failures = prepare_cases(held, size, seed=args.seed)
@@ -515,6 +517,7 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
+    from ..cli import add_trusted_flag
     from ..data.faces import HELD_OUT, SPLIT_SEED
     from ..fit import FIT_PRESETS
 
@@ -536,5 +539,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--figure", help="also write the photo | encoder | fit | mask picture here (PNG or JPEG), made "
                                     "of held-out faces whose images are published under a licence")
     p.add_argument("--out", default="runs/fit_eval", help="output folder (default runs/fit_eval)")
+    add_trusted_flag(p)
     p.set_defaults(func=run_evaluate_fit)
     return p
