@@ -93,3 +93,92 @@ def test_config_diff_dotted_keys():
 def test_shipped_configs_load(name):
     cfg = TrainConfig.from_yaml(CONFIGS / name)
     assert yaml.safe_load(cfg.to_yaml()) == cfg.to_dict()
+
+
+def test_top_level_batch_size_is_the_default_of_every_stage(tmp_path):
+    cfg = TrainConfig.from_dict({"batch_size": 3, "stages": {"em": {"batch_size": 5}}})
+    assert [cfg.stage_batch_size(s) for s in ("init", "unet_pretrain", "em", "mofa")] == [3, 3, 5, 3]
+    paper = TrainConfig.from_dict({"stages": {"em": {"batch_size": 4}}})  # no top-level value: the paper's
+    assert [paper.stage_batch_size(s) for s in ("init", "unet_pretrain", "em", "mofa")] == [12, 12, 4, 12]
+    tiny = TrainConfig.from_yaml(CONFIGS / "tiny.yaml")  # batch_size: 2 and no stage sets one
+    assert {tiny.stage_batch_size(s) for s in tiny.stages.order} == {2}
+    cfg.to_yaml(tmp_path / "c.yaml")
+    assert TrainConfig.from_yaml(tmp_path / "c.yaml").stage_batch_size("mofa") == 3
+
+
+def test_resume_compares_the_batch_sizes_stages_use():
+    from occrecon.train.loop import ConfigMismatchError, check_resume_config
+
+    old = TrainConfig().to_dict()  # as checkpoints wrote it before: every stage's batch, a top-level 6 unused
+    old["batch_size"] = 6
+    for name, b in (("init", 12), ("unet_pretrain", 12), ("em", 6), ("mofa", 12)):
+        old["stages"][name]["batch_size"] = b
+    assert check_resume_config(old, TrainConfig().to_dict()) == []
+    with pytest.raises(ConfigMismatchError, match=r"stages\.init\.batch_size: 12 → 2") as e:
+        check_resume_config(old, TrainConfig.from_dict({"batch_size": 2, "stages": {"em": {"batch_size": 6}}})
+                            .to_dict())
+    assert "stages.em.batch_size" not in str(e.value)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("optim:\n  encoder_lr: .inf\n", "optim.encoder_lr: must be a finite number, got inf"),
+    ("optim:\n  encoder_lr: -.inf\n", "optim.encoder_lr: must be a finite number, got -inf"),
+    ("optim:\n  unet_lr_factor: .nan\n", "optim.unet_lr_factor: must be a finite number, got nan"),
+    ("optim:\n  encoder_lr: 0\n", "optim.encoder_lr: must be a positive finite number, got 0.0"),
+    ("optim:\n  eps: -1.0e-6\n", "optim.eps: must be a positive finite number, got -1e-06"),
+    ("optim:\n  decay: 1.5\n", "optim.decay: must be a finite number in (0, 1], got 1.5"),
+    ("optim:\n  weight_decay: -0.1\n", "optim.weight_decay: must be a finite number >= 0, got -0.1"),
+    ("optim:\n  decay_every: 0\n", "optim.decay_every: must be a positive integer, got 0"),
+    ("data:\n  held_out: .nan\n", "data.held_out: must be a finite number, got nan"),
+    ("data:\n  held_out: 1.0\n", "data.held_out: must be a finite number in [0, 1), got 1.0"),
+    ("data:\n  image_size: 64.0\n", "data.image_size: expected an integer, got 64.0"),
+    ("stages:\n  em:\n    iterations: 1e3\n", "stages.em.iterations: expected an integer, got 1000.0"),
+    ("stages:\n  init:\n    batch_size: -2\n", "stages.init.batch_size: must be a positive integer, got -2"),
+    ("seed: -1\n", "seed: must be a non-negative integer < 4294967296, got -1"),
+    ("seed: 4294967296\n", "seed: must be a non-negative integer < 4294967296, got 4294967296"),
+    ("nets:\n  encoder_scales: {tex: .inf}\n", "nets.encoder_scales.tex: must be a finite number or a list"),
+    ("nets:\n  encoder_scales: {trans: [1, .nan, 1]}\n", "nets.encoder_scales.trans: must be a finite number"),
+    ("losses:\n  overrides: {sigma: .inf}\n", "losses.overrides.sigma: must be a finite number, got inf"),
+])
+def test_numbers_must_be_finite_and_in_range(tmp_path, text, message):
+    (tmp_path / "c.yaml").write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    assert str(e.value).startswith(f"{tmp_path / 'c.yaml'}: {message}"), str(e.value)
+
+
+def test_validate_checks_values_set_in_code():
+    cfg = TrainConfig()
+    cfg.optim.encoder_lr = float("inf")
+    with pytest.raises(ConfigError, match=r"^optim\.encoder_lr: must be a positive finite number, got inf$"):
+        cfg.validate()
+    cfg = TrainConfig()
+    cfg.stages.em.unet_iters = 2.5
+    with pytest.raises(ConfigError, match=r"^stages\.em\.unet_iters: must be a non-negative integer, got 2\.5$"):
+        cfg.validate()
+    cfg = TrainConfig()
+    cfg.batch_size = True
+    with pytest.raises(ConfigError, match=r"^batch_size: must be a positive integer, got True$"):
+        cfg.validate()
+
+
+def test_yaml_key_given_twice_is_refused(tmp_path):
+    (tmp_path / "c.yaml").write_text("batch_size: 4\nseed: 1\nbatch_size: 8\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 3: the key 'batch_size' is given twice"):
+        TrainConfig.from_yaml(tmp_path / "c.yaml")
+    (tmp_path / "s.yaml").write_text("stages:\n  em: {iterations: 2, iterations: 3}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"line 2: the key 'iterations' is given twice"):
+        TrainConfig.from_yaml(tmp_path / "s.yaml")
+
+
+def test_yaml_exponent_floats_and_unreadable_files(tmp_path):
+    (tmp_path / "e.yaml").write_text("optim:\n  encoder_lr: 1e-3\n  eps: 5E-7\n", encoding="utf-8")
+    cfg = TrainConfig.from_yaml(tmp_path / "e.yaml")  # PyYAML alone reads "1e-3" as a string
+    assert (cfg.optim.encoder_lr, cfg.optim.eps) == (1e-3, 5e-7)
+    (tmp_path / "bad.yaml").write_text("seed: [1, 2\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML: ") as e:
+        TrainConfig.from_yaml(tmp_path / "bad.yaml")
+    assert "\n" not in str(e.value)
+    (tmp_path / "bin.yaml").write_bytes(b"seed: \xff\xfe\x00\x01")
+    with pytest.raises(ConfigError, match=r"bin\.yaml: not a UTF-8 text file \(invalid start byte at byte 6\)"):
+        TrainConfig.from_yaml(tmp_path / "bin.yaml")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from occrecon.train.config import TrainConfig
+from occrecon.train.config import ConfigError, TrainConfig
 from occrecon.train.data import StepSampler, prepare_batch
 from occrecon.train.logs import CsvLog, overlay_grid
 from occrecon.train.loop import ConfigMismatchError, build_loss_config, check_resume_config
@@ -90,8 +90,12 @@ def test_build_loss_config_preset_overrides_and_no_perceptual():
         (False, False, 0.0, 0.0)
     assert off.segmentation.neighbour == 15.0
     bad = TrainConfig.from_dict({"losses": {"overrides": {"segmentation.neighbor": 1.0}}})
-    with pytest.raises(KeyError, match="segmentation.neighbor"):
+    with pytest.raises(ConfigError, match=r"losses\.overrides\.segmentation\.neighbor: unknown LossConfig key"):
         build_loss_config(bad, perceptual=True)
+    with pytest.raises(ConfigError, match=r"losses\.overrides\.segmentation: unknown LossConfig key"):
+        build_loss_config(TrainConfig.from_dict({"losses": {"overrides": {"segmentation": 1.0}}}), perceptual=True)
+    with pytest.raises(ConfigError, match=r"losses\.overrides: neighbour_k must be an odd int"):
+        build_loss_config(TrainConfig.from_dict({"losses": {"overrides": {"neighbour_k": 4}}}), perceptual=True)
 
 
 def test_resume_config_check_lists_differences():
@@ -131,3 +135,19 @@ def test_overlay_grid_layout():
     assert (g[:4, 10:] == 0).all() and (g[4:, 10:] == 255).all()
     with pytest.raises(ValueError, match="mask"):
         overlay_grid(t, r, m[:1])
+
+
+@pytest.mark.parametrize("tail", ["em,3,0.", "em", "e", "em,x,1,2,3\r\n", "em,3,1,2,3,4,5\r\n"])
+def test_csv_log_drops_a_row_cut_by_a_kill(tmp_path, tail):
+    log = CsvLog(tmp_path / "em.csv")
+    for it in (1, 2):
+        log.append({"stage": "em", "iteration": it, "seg_area": 0.5, "loss": 0.25, "seconds": 1.0})
+    with open(tmp_path / "em.csv", "a", newline="", encoding="utf-8") as f:
+        f.write(tail)  # a half-written row, or a garbled one
+    back = CsvLog(tmp_path / "em.csv")
+    assert [r["iteration"] for r in back.rows] == ["1", "2"]
+    back.truncate(1)  # used to fail: int(None) for a row cut inside its first field
+    back.append({"stage": "em", "iteration": 2, "seg_area": 0.75, "loss": 0.5, "seconds": 2.0})
+    assert [(r["iteration"], r["seg_area"]) for r in CsvLog(tmp_path / "em.csv").rows] == [("1", "0.5"), ("2", "0.75")]
+    assert (tmp_path / "em.csv").read_text(encoding="utf-8").count("\n") == 3
+    assert not list(tmp_path.glob("*.tmp"))

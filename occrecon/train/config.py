@@ -1,12 +1,19 @@
 """``TrainConfig``: the whole training experiment as a tree of dataclasses, read from and written to YAML.
 
-One YAML file per experiment (``configs/*.yaml``). Every key is checked: an unknown key or a value of the wrong type
-raises :class:`ConfigError` naming the dotted key (``stages.em.unet_iters``). Defaults are the paper's schedule
-("To fit or not to fit", Sec. 4 "Implementation details"); everything else is documented where it is defined.
+One YAML file per experiment (``configs/*.yaml``). Every key is checked: an unknown key, a key given twice, a value
+of the wrong type or out of range (every number finite; counts integers; rates, sizes and lengths positive) raises
+:class:`ConfigError` naming the dotted key (``stages.em.unet_iters``). Defaults are the paper's schedule ("To fit or
+not to fit", Sec. 4 "Implementation details"); everything else is documented where it is defined.
+
+Batch size: a stage's own ``stages.<stage>.batch_size`` wins; else the top-level ``batch_size``; else the paper's
+batch for that stage (12 for ``init``, ``unet_pretrain`` and ``mofa``, 6 for ``em``). See
+:meth:`TrainConfig.stage_batch_size`.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,7 +24,7 @@ import yaml
 
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossesConfig", "StageConfig", "EMConfig",
            "MofaConfig", "StagesConfig", "OptimConfig", "LoggingConfig", "ConfigError", "STAGES",
-           "resolve_path", "flatten", "config_diff"]
+           "resolve_path", "flatten", "config_diff", "resolved_batch_sizes"]
 
 #: The training stages, in the paper's order (``mofa``, the baseline without segmentation, runs when named).
 STAGES = ("init", "unet_pretrain", "em", "mofa")
@@ -38,6 +45,12 @@ PAPER_EM_ENCODER_ITERS = 25_000
 PAPER_EM_UNET_ITERS = 5_000
 #: The paper does not state the length of the UNet pretraining: our choice, one EM cycle's worth.
 DEFAULT_UNET_PRETRAIN_ITERATIONS = 30_000
+#: Batch size of a stage when neither the stage nor the top level sets one (the UNet pretraining and the MoFA
+#: baseline as the init stage).
+PAPER_STAGE_BATCH = {"init": PAPER_INIT_BATCH, "unet_pretrain": PAPER_INIT_BATCH, "em": PAPER_EM_BATCH,
+                     "mofa": PAPER_INIT_BATCH}
+#: Seeds are integers in [0, SEED_LIMIT) (numpy's range; torch's generators take them exactly).
+SEED_LIMIT = 2 ** 32
 
 #: Prefix of a path inside the shared asset folder (``occrecon.assets.shared_dir()``).
 SHARED_PREFIX = "shared:"
@@ -125,7 +138,8 @@ class LossesConfig:
 
 @dataclass
 class StageConfig:
-    """One stage: number of iterations (0 skips it) and its batch size per process (``None``: the top-level one)."""
+    """One stage: number of iterations (0 skips it) and its batch size per process (``None``: the top-level
+    ``batch_size``, or when that is ``None`` too the paper's batch for the stage, :data:`PAPER_STAGE_BATCH`)."""
 
     iterations: int = 0
     batch_size: int | None = None
@@ -158,11 +172,10 @@ class StagesConfig:
     """Which stages run, in which order, and for how long."""
 
     order: list[str] = field(default_factory=lambda: ["init", "unet_pretrain", "em"])
-    init: StageConfig = field(default_factory=lambda: StageConfig(PAPER_INIT_ITERATIONS, PAPER_INIT_BATCH))
-    unet_pretrain: StageConfig = field(
-        default_factory=lambda: StageConfig(DEFAULT_UNET_PRETRAIN_ITERATIONS, PAPER_INIT_BATCH))
-    em: EMConfig = field(default_factory=lambda: EMConfig(PAPER_EM_ITERATIONS, PAPER_EM_BATCH))
-    mofa: MofaConfig = field(default_factory=lambda: MofaConfig(0, PAPER_INIT_BATCH))
+    init: StageConfig = field(default_factory=lambda: StageConfig(PAPER_INIT_ITERATIONS))
+    unet_pretrain: StageConfig = field(default_factory=lambda: StageConfig(DEFAULT_UNET_PRETRAIN_ITERATIONS))
+    em: EMConfig = field(default_factory=lambda: EMConfig(PAPER_EM_ITERATIONS))
+    mofa: MofaConfig = field(default_factory=lambda: MofaConfig(0))
 
     def stage(self, name: str) -> StageConfig:
         """The configuration of stage ``name`` (ConfigError for an unknown one)."""
@@ -179,10 +192,10 @@ class OptimConfig:
         name: ``adadelta`` (paper) or ``adam`` (not in the paper; converges faster in short CPU runs).
         encoder_lr: encoder learning rate (paper 0.06).
         unet_lr_factor: UNet learning rate = ``unet_lr_factor × encoder_lr`` (paper 0.06).
-        decay: multiplicative learning-rate decay (paper 0.99) ...
+        decay: multiplicative learning-rate decay in (0, 1] (paper 0.99; 1: constant) ...
         decay_every: ... applied every this many iterations of a stage (paper 5k).
-        rho, eps: Adadelta's (torch defaults); ``eps`` is also Adam's.
-        weight_decay: L2 weight decay (paper: none).
+        rho, eps: Adadelta's (torch defaults; rho in [0, 1), eps > 0); ``eps`` is also Adam's.
+        weight_decay: L2 weight decay, >= 0 (paper: none).
     """
 
     name: str = "adadelta"
@@ -224,8 +237,9 @@ class TrainConfig:
     """A training experiment. ``TrainConfig.from_yaml(path)`` / ``to_yaml(path)``; ``to_dict`` / ``from_dict``.
 
     Attributes:
-        batch_size: images per process and step, for stages without their own ``batch_size``.
-        seed: seeds Python, numpy and torch (and the data order) at the start of a run.
+        batch_size: images per process and step, for every stage without its own ``stages.<stage>.batch_size``
+            (``None``: the paper's batch of each stage, :data:`PAPER_STAGE_BATCH`).
+        seed: seeds Python, numpy and torch (and the data order) at the start of a run; in [0, 2³²).
         device: ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
         init_from: optional checkpoint whose encoder (and UNet, when it has one) weights start this run.
     """
@@ -237,7 +251,7 @@ class TrainConfig:
     stages: StagesConfig = field(default_factory=StagesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
-    batch_size: int = PAPER_EM_BATCH
+    batch_size: int | None = None
     seed: int = 0
     device: str = "auto"
     init_from: str | None = None
@@ -260,8 +274,15 @@ class TrainConfig:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"path: no config file {path}")
-        with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.load(f, Loader=_ConfigLoader)
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not a UTF-8 text file ({e.reason} at byte {e.start})") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -280,21 +301,22 @@ class TrainConfig:
 
     # ---- checks -----------------------------------------------------------------------------------------------
     def stage_batch_size(self, name: str) -> int:
-        """Batch size per process of stage ``name``."""
+        """Batch size per process of stage ``name``: its own, else the top-level ``batch_size``, else the paper's
+        (:data:`PAPER_STAGE_BATCH`)."""
         b = self.stages.stage(name).batch_size
-        return self.batch_size if b is None else b
+        if b is None:
+            b = self.batch_size
+        return PAPER_STAGE_BATCH[name] if b is None else b
 
     def validate(self) -> None:
         """Check values and their combinations; ConfigError naming the dotted key otherwise."""
-        def positive(key: str, v: float, allow_zero: bool = False) -> None:
-            if not (v >= 0 if allow_zero else v > 0):
-                raise ConfigError(f"{key}: must be {'>= 0' if allow_zero else '> 0'}, got {v}")
-
-        positive("batch_size", self.batch_size)
-        positive("data.image_size", self.data.image_size)
-        positive("data.num_workers", self.data.num_workers, allow_zero=True)
-        if not 0.0 <= self.data.held_out < 1.0:
-            raise ConfigError(f"data.held_out: must be in [0, 1), got {self.data.held_out}")
+        if self.batch_size is not None:
+            _count("batch_size", self.batch_size)
+        _count("seed", self.seed, allow_zero=True, below=SEED_LIMIT)
+        _count("data.image_size", self.data.image_size)
+        _count("data.num_workers", self.data.num_workers, allow_zero=True)
+        _real("data.held_out", self.data.held_out, high=1.0, low_open=False)
+        _count("data.split_seed", self.data.split_seed, allow_zero=True, below=SEED_LIMIT)
         if not self.stages.order:
             raise ConfigError("stages.order: no stage to run")
         if len(set(self.stages.order)) != len(self.stages.order):
@@ -303,11 +325,11 @@ class TrainConfig:
             self.stages.stage(name)
         for name in STAGES:
             st = self.stages.stage(name)
-            positive(f"stages.{name}.iterations", st.iterations, allow_zero=True)
+            _count(f"stages.{name}.iterations", st.iterations, allow_zero=True)
             if st.batch_size is not None:
-                positive(f"stages.{name}.batch_size", st.batch_size)
-        positive("stages.em.encoder_iters", self.stages.em.encoder_iters, allow_zero=True)
-        positive("stages.em.unet_iters", self.stages.em.unet_iters, allow_zero=True)
+                _count(f"stages.{name}.batch_size", st.batch_size)
+        _count("stages.em.encoder_iters", self.stages.em.encoder_iters, allow_zero=True)
+        _count("stages.em.unet_iters", self.stages.em.unet_iters, allow_zero=True)
         if self.stages.em.encoder_iters + self.stages.em.unet_iters == 0:
             raise ConfigError("stages.em: encoder_iters + unet_iters must be > 0")
         if self.stages.mofa.start_from not in ("init", "scratch", "current"):
@@ -315,20 +337,84 @@ class TrainConfig:
                               f"{self.stages.mofa.start_from!r}")
         if self.optim.name not in ("adadelta", "adam"):
             raise ConfigError(f"optim.name: 'adadelta' or 'adam', got {self.optim.name!r}")
-        positive("optim.encoder_lr", self.optim.encoder_lr)
-        positive("optim.unet_lr_factor", self.optim.unet_lr_factor)
-        positive("optim.decay", self.optim.decay)
-        positive("optim.decay_every", self.optim.decay_every)
-        positive("optim.eps", self.optim.eps)
-        if not 0 <= self.optim.rho < 1:
-            raise ConfigError(f"optim.rho: must be in [0, 1), got {self.optim.rho}")
+        _real("optim.encoder_lr", self.optim.encoder_lr)
+        _real("optim.unet_lr_factor", self.optim.unet_lr_factor)
+        _real("optim.decay", self.optim.decay, high=1.0, high_open=False)
+        _count("optim.decay_every", self.optim.decay_every)
+        _real("optim.eps", self.optim.eps)
+        _real("optim.rho", self.optim.rho, high=1.0, low_open=False)
+        _real("optim.weight_decay", self.optim.weight_decay, low_open=False)
         if self.nets.unet not in ("paper", "compact"):
             raise ConfigError(f"nets.unet: 'paper' or 'compact', got {self.nets.unet!r}")
+        for group, scale in (self.nets.encoder_scales or {}).items():
+            values = scale if isinstance(scale, list) else [scale]
+            if not values or not all(_is_real(v) for v in values):
+                raise ConfigError(f"nets.encoder_scales.{group}: must be a finite number or a list of finite "
+                                  f"numbers, got {scale!r}")
+        for key, value in self.losses.overrides.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"losses.overrides.{key}: must be a finite number, got {value!r}")
         for key in ("log_every", "checkpoint_every", "num_samples"):
-            positive(f"logging.{key}", getattr(self.logging, key))
-        positive("logging.sample_every", self.logging.sample_every, allow_zero=True)
+            _count(f"logging.{key}", getattr(self.logging, key))
+        _count("logging.sample_every", self.logging.sample_every, allow_zero=True)
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"device: 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _count(key: str, v: Any, allow_zero: bool = False, below: int | None = None) -> None:
+    """``v`` must be an int > 0 (>= 0 with ``allow_zero``) and < ``below``."""
+    ok = isinstance(v, int) and not isinstance(v, bool) and (v >= 0 if allow_zero else v > 0)
+    if not ok or (below is not None and v >= below):
+        what = "a non-negative integer" if allow_zero else "a positive integer"
+        raise ConfigError(f"{key}: must be {what}{f' < {below}' if below is not None else ''}, got {v!r}")
+
+
+def _real(key: str, v: Any, low: float = 0.0, high: float = math.inf, low_open: bool = True,
+          high_open: bool = True) -> None:
+    """``v`` must be a finite number in the interval from ``low`` to ``high`` (bounds excluded when ``*_open``);
+    by default (0, inf): a positive finite number."""
+    ok = _is_real(v) and (v > low if low_open else v >= low) and (v < high if high_open else v <= high)
+    if not ok:
+        if (low, low_open, high) == (0.0, True, math.inf):
+            what = "a positive finite number"
+        elif high == math.inf:
+            what = f"a finite number {'>' if low_open else '>='} {low:g}"
+        else:
+            what = f"a finite number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ConfigError(f"{key}: must be {what}, got {v!r}")
+
+
+# ---- YAML reading: no key twice, YAML 1.2 floats -----------------------------------------------------------------
+class _ConfigLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (PyYAML keeps the last one silently) and
+    reads ``1e-3`` as a number (YAML 1.2; PyYAML's YAML 1.1 reads it as the string ``"1e-3"``)."""
+
+
+def _construct_mapping(loader: _ConfigLoader, node: yaml.MappingNode) -> dict:
+    seen: set = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node)
+        try:
+            duplicate = key in seen
+        except TypeError:  # an unhashable key: construct_mapping says so
+            break
+        if duplicate:
+            raise ConfigError(f"line {key_node.start_mark.line + 1}: the key {key!r} is given twice in the same "
+                              f"mapping (remove one)")
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_ConfigLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
 
 
 # ---- generic dataclass <- dict conversion with key checking ---------------------------------------------------
@@ -393,6 +479,8 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -420,6 +508,23 @@ def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, f"{prefix}{k}."))
         return out
     return {prefix.rstrip("."): data}
+
+
+def resolved_batch_sizes(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a config dict (``to_dict()``, maybe of an older checkpoint) with the batch size each stage trains
+    with in ``stages.<stage>.batch_size`` and without the top-level ``batch_size``, which only provides that
+    default: configs that train with the same batches compare equal however they say it."""
+    if not isinstance(config, dict) or not isinstance(config.get("stages"), dict):
+        return config
+    out = dict(config, stages=dict(config["stages"]))
+    top = out.pop("batch_size", None)
+    for name in STAGES:
+        stage = out["stages"].get(name)
+        if isinstance(stage, dict):
+            own = stage.get("batch_size")
+            out["stages"][name] = dict(stage, batch_size=own if own is not None else
+                                       top if top is not None else PAPER_STAGE_BATCH[name])
+    return out
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -8,6 +8,7 @@ equals the log of a straight one.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 from pathlib import Path
@@ -22,17 +23,32 @@ _LAST = ("seconds",)
 
 
 class CsvLog:
-    """One CSV file with a growing header. ``append(row)``; ``truncate(after_iteration)``; ``rows``."""
+    """One CSV file with a growing header. ``append(row)``; ``truncate(after_iteration)``; ``rows``.
+
+    Opening an existing file drops what a process killed mid-write left: a last line without its newline, rows
+    whose iteration is not a number or whose fields are cut short (the file is rewritten then, so that later rows
+    start on a line of their own), and the temp file of an interrupted rewrite.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.rows: list[dict[str, str]] = []
         self.header: list[str] = []
+        self._tmp.unlink(missing_ok=True)
         if self.path.is_file():
-            with open(self.path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                self.header = list(reader.fieldnames or [])
-                self.rows = [dict(r) for r in reader]
+            with open(self.path, newline="", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+            complete = text[:text.rfind("\n") + 1]
+            reader = csv.DictReader(io.StringIO(complete, newline=""))
+            self.header = list(reader.fieldnames or [])
+            rows = [dict(r) for r in reader]
+            self.rows = [r for r in rows if _complete(r, self.header)]
+            if complete != text or len(self.rows) != len(rows):
+                self._rewrite()
+
+    @property
+    def _tmp(self) -> Path:
+        return self.path.with_name(self.path.name + ".tmp")
 
     def truncate(self, after_iteration: int) -> None:
         """Drop rows whose iteration is greater than ``after_iteration`` (rewrites the file if any)."""
@@ -55,12 +71,17 @@ class CsvLog:
 
     def _rewrite(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp = self._tmp
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             w = csv.DictWriter(f, self.header, restval="")
             w.writeheader()
             w.writerows(self.rows)
         os.replace(tmp, self.path)
+
+
+def _complete(row: dict[str, str | None], header: list[str]) -> bool:
+    """A row as ``append`` writes it: every column present (missing ones are ``None``), an integer iteration."""
+    return None not in row and all(row.get(k) is not None for k in header) and str(row.get("iteration")).isdigit()
 
 
 def _fmt(v: object) -> str:

@@ -4,15 +4,20 @@
 fresh optimisers (Adadelta by default) and step-decay schedulers (×``decay`` every ``decay_every`` iterations),
 then for each iteration: batch → step forward (``stages.py``) → NaN/Inf check → backward → update → logs,
 samples, checkpoints. ``<out>/last.pt`` is the rolling checkpoint, ``<out>/<stage>.pt`` the state at the end of
-each stage.
+each stage, written before ``last.pt`` says the stage is finished: a kill between the two writes leaves the stage
+file, and ``resume=True`` continues from whichever of ``last.pt`` and the stage files is further along.
 
 Resuming (``resume=True`` or a path) restores the networks, optimisers, schedulers, RNG states, log accumulators
 and the position, then continues bit for bit: the data order is a function of (seed, step) and nothing between
 the checkpoint and the next step draws random numbers. A config that differs from the checkpoint's is refused
 with the differences listed; ``allow_config_change=True`` accepts differences in :data:`HARMLESS_KEYS` only.
+A resume also repairs what a kill can leave: temp files of interrupted checkpoint writes are removed, a finished
+stage's lost or damaged ``<stage>.pt`` is re-created from ``last.pt`` (the same checkpoint), and ``last.pt`` is
+brought up to a newer stage file.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import math
@@ -25,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, capture_rng, restore_rng
-from .config import SHARED_PREFIX, TrainConfig, config_diff, resolve_path
+from .checkpoint import Checkpoint, CheckpointError, capture_rng, remove_stale_temp_files, restore_rng
+from .config import SHARED_PREFIX, STAGES, ConfigError, TrainConfig, config_diff, resolve_path, resolved_batch_sizes
 from .data import build_dataset, make_loader, prepare_batch
 from .distributed import (DistInfo, all_reduce_mean, any_flag, broadcast_buffers, check_replicas_identical,
                           init_distributed)
@@ -53,9 +58,10 @@ class ConfigMismatchError(ValueError):
 
 def check_resume_config(old: dict[str, Any], new: dict[str, Any], allow_harmless: bool = False
                         ) -> list[tuple[str, Any, Any]]:
-    """Compare the checkpoint's config with the new one; return the (accepted) differences or raise
+    """Compare the checkpoint's config with the new one (batch sizes as each stage uses them:
+    :func:`~occrecon.train.config.resolved_batch_sizes`); return the (accepted) differences or raise
     :class:`ConfigMismatchError` listing every difference as ``dotted.key: old → new``."""
-    diffs = config_diff(old, new)
+    diffs = config_diff(resolved_batch_sizes(old), resolved_batch_sizes(new))
     if not diffs:
         return []
     harmless = [any(fnmatch.fnmatchcase(k, pat) for pat in HARMLESS_KEYS) for k, _, _ in diffs]
@@ -67,6 +73,22 @@ def check_resume_config(old: dict[str, Any], new: dict[str, Any], allow_harmless
     raise ConfigMismatchError("the config differs from the checkpoint's:\n" + "\n".join(lines) + "\n" + hint)
 
 
+@contextlib.contextmanager
+def _config_errors(key: str):
+    """Turn what building a part of the run raises for a bad config value or input file into one error naming
+    ``key``: CheckpointError for a checkpoint, FileNotFoundError for a missing file, ConfigError otherwise."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except (CheckpointError, ValueError, TypeError, KeyError, OSError) as e:
+        text = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        text = text if text.startswith(key) else f"{key}: {text}"
+        kind = CheckpointError if isinstance(e, CheckpointError) else \
+            FileNotFoundError if isinstance(e, FileNotFoundError) else ConfigError
+        raise kind(text) from e
+
+
 def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """``auto`` → ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``cuda`` → ``cuda:<local_rank>``."""
     if name == "auto":
@@ -75,7 +97,9 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         name = f"cuda:{local_rank}"
     dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device: {name!r} requested but CUDA is not available")
+        raise ConfigError(f"device: {name!r} requested but CUDA is not available")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device: {name!r} requested but there are {torch.cuda.device_count()} CUDA devices")
     return dev
 
 
@@ -88,26 +112,33 @@ def seed_everything(seed: int) -> None:
 
 def build_loss_config(cfg: TrainConfig, perceptual: bool):
     """``occrecon.losses.LossConfig`` of ``cfg.losses``: the preset, then the dotted ``overrides``; without a
-    perceptual network every perceptual term is switched off (weights 0, ``perceptual_ex/in`` False)."""
+    perceptual network every perceptual term is switched off (weights 0, ``perceptual_ex/in`` False).
+    ConfigError naming ``losses.preset`` or the override's key otherwise."""
     from ..losses import LossConfig
 
-    base = LossConfig.preset(cfg.losses.preset).to_dict()
+    try:
+        base = LossConfig.preset(cfg.losses.preset).to_dict()
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"losses.preset: {e}") from None
     for key, value in cfg.losses.overrides.items():
         node = base
         parts = key.split(".")
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):
-                raise KeyError(f"losses.overrides.{key}: no LossConfig group {p!r}")
+                raise ConfigError(f"losses.overrides.{key}: no LossConfig group {p!r}")
             node = node[p]
-        if parts[-1] not in node:
-            raise KeyError(f"losses.overrides.{key}: unknown LossConfig key (known: {', '.join(sorted(node))})")
+        if parts[-1] not in node or isinstance(node[parts[-1]], dict):
+            raise ConfigError(f"losses.overrides.{key}: unknown LossConfig key (known: {', '.join(sorted(node))})")
         node[parts[-1]] = value
     if not perceptual:
         base["perceptual_ex"] = base["perceptual_in"] = False
         base["segmentation"]["perceptual_ex"] = base["segmentation"]["perceptual_in"] = 0.0
         base["reconstruction"]["perceptual"] = 0.0
         base["init"]["perceptual"] = 0.0
-    return LossConfig.from_dict(base)
+    try:
+        return LossConfig.from_dict(base)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"losses.overrides: {e}") from None
 
 
 class Trainer:
@@ -116,8 +147,8 @@ class Trainer:
     Args:
         config: the experiment.
         out_dir: overrides ``config.logging.out_dir``.
-        resume: False (fresh run; refuses to overwrite a folder that already has ``last.pt``), True
-            (``<out>/last.pt``) or a checkpoint path.
+        resume: False (fresh run; refuses to overwrite a folder that already has ``last.pt`` or a ``<stage>.pt``),
+            True (``<out>/last.pt``, or a ``<stage>.pt`` that is further along) or a checkpoint path.
         allow_config_change: when resuming, accept differences in :data:`HARMLESS_KEYS`.
         dataset: use this dataset instead of ``config.data.train`` (items as ``FaceDataset``'s: ``image``
             ``(3, 224, 224)``, ``landmarks`` ``(68, 2)``, ``mask`` ``(1, 224, 224)``).
@@ -140,13 +171,11 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
 
-        ckpt = self._read_resume(resume, allow_config_change)
+        ckpt, ckpt_path = self._read_resume(resume, allow_config_change)
         seed_everything(cfg.seed)
         self.nets = self._build_nets()
         perceptual_on = self.nets.perceptual is not None
         self.loss_config = build_loss_config(cfg, perceptual_on)
-        self.dataset = dataset if dataset is not None else build_dataset(
-            cfg.data.train, cfg.data.augment, cfg.data.held_out, cfg.data.split_seed, cfg.data.cache)
 
         self.stage_index, self.stage_iteration = 0, 0
         self.seconds_before = 0.0
@@ -164,8 +193,14 @@ class Trainer:
             self.acc_n = {k: int(v) for k, v in m.get("log_count", {}).items()}
             self.last_logged = dict(m.get("last", {}))
         elif cfg.init_from:
-            init = Checkpoint.load(resolve_path(cfg.init_from))
+            with _config_errors("init_from"):
+                init = Checkpoint.load(resolve_path(cfg.init_from))
             self._load_weights(init.encoder, init.unet, f"init_from {cfg.init_from}")
+        if dataset is None:
+            with _config_errors("data.train"):
+                dataset = build_dataset(cfg.data.train, cfg.data.augment, cfg.data.held_out, cfg.data.split_seed,
+                                        cfg.data.cache)
+        self.dataset = dataset
         self._wrap_ddp()
 
         self.logger = None
@@ -173,6 +208,9 @@ class Trainer:
             from .logs import RunLogger
 
             self.out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files(self.out)  # left by checkpoint writes of a killed run
+            if ckpt is not None:
+                self._repair_checkpoints(ckpt, ckpt_path, auto=resume is True)
             cfg.to_yaml(self.out / "config.yaml")
             # drop what a killed run logged after its checkpoint (a fresh run: everything an aborted one logged)
             purge = self._global_step(self.stage_index, self.stage_iteration) if ckpt is not None else 0
@@ -182,23 +220,92 @@ class Trainer:
                     self.logger.csv(name).truncate(self.stage_iteration)
                 elif i > self.stage_index:
                     self.logger.csv(name).truncate(0)
+        self._check_mofa_source()  # now, not after the stages before it have run
         if ckpt is not None:
             restore_rng(ckpt.rng)  # last: everything above may draw random numbers, the straight run did not
 
     # ---- set-up ----------------------------------------------------------------------------------------------
-    def _read_resume(self, resume: bool | str | Path, allow_change: bool) -> Checkpoint | None:
-        last = self.out / LAST
+    def _read_resume(self, resume: bool | str | Path, allow_change: bool) -> tuple[Checkpoint | None, Path | None]:
         if resume is False or resume is None:
-            if last.exists():
-                raise FileExistsError(f"out_dir: {self.out} already holds {LAST}; resume it (--resume) or choose "
-                                      f"another output folder (--out)")
-            return None
-        path = last if resume is True else Path(resume)
-        ckpt = Checkpoint.load(path)
+            held = [n for n in (LAST, *(f"{s}.pt" for s in STAGES)) if (self.out / n).exists()]
+            if held:
+                raise FileExistsError(f"out_dir: {self.out} already holds {', '.join(held)}; resume it (--resume) or "
+                                      f"choose another output folder (--out)")
+            return None, None
+        path, ckpt = self._latest_checkpoint() if resume is True else (Path(resume), Checkpoint.load(resume))
         check_resume_config(ckpt.config, self.cfg.to_dict(), allow_change)
         if ckpt.stage not in self.cfg.stages.order:
             raise CheckpointError(f"path: {path} is at stage {ckpt.stage!r}, which stages.order does not run")
-        return ckpt
+        return ckpt, path
+
+    def _latest_checkpoint(self) -> tuple[Path, Checkpoint]:
+        """``last.pt``, or a ``<stage>.pt`` of its stage or a later one that is further along (a run killed between
+        the two writes at the end of a stage); damaged stage files are passed over (they are re-created)."""
+        order = self.cfg.stages.order
+        last = self.out / LAST
+        best = (last, Checkpoint.load(last)) if last.exists() or last.is_symlink() else None
+
+        def position(c: Checkpoint) -> tuple[int, int]:
+            return (order.index(c.stage), c.iteration) if c.stage in order else (-1, c.iteration)
+
+        first = max(position(best[1])[0], 0) if best is not None else 0
+        damaged = []
+        for name in order[first:]:
+            path = self.out / f"{name}.pt"
+            if not path.exists():
+                continue
+            try:
+                c = Checkpoint.load(path)
+            except CheckpointError as e:
+                damaged.append(e)
+                continue
+            if c.stage == name and (best is None or position(c) > position(best[1])):
+                best = (path, c)
+        if best is None:
+            if damaged:
+                raise damaged[0]
+            raise CheckpointError(f"path: no checkpoint file {last} (nor a stage checkpoint) to resume from")
+        return best
+
+    def _repair_checkpoints(self, ckpt: Checkpoint, path: Path, auto: bool) -> None:
+        """Restore the invariant a kill may have broken: a finished stage has its ``<stage>.pt`` (re-created from
+        the resumed checkpoint, which is the same state, when missing or damaged), and ``last.pt`` is the latest
+        checkpoint (when resuming automatically from a newer stage file). Stage file first, as when training."""
+        stage_file = self.out / f"{ckpt.stage}.pt"
+        if ckpt.iteration >= self.cfg.stages.stage(ckpt.stage).iterations and path.resolve() != stage_file.resolve():
+            try:
+                Checkpoint.load(stage_file)
+            except CheckpointError:
+                ckpt.save(stage_file)
+        last = self.out / LAST
+        if auto and path.resolve() != last.resolve():
+            ckpt.save(last)
+
+    def _mofa_source(self) -> Checkpoint:
+        """``<out>/init.pt``, the start of ``mofa`` with ``start_from: init`` (FileNotFoundError / CheckpointError
+        saying what is needed)."""
+        path = self.out / "init.pt"
+        if not (path.exists() or path.is_symlink()):
+            raise FileNotFoundError(f"stages.mofa.start_from: 'init' needs {path} (run the init stage in this "
+                                    f"output folder first, or use 'current' / 'scratch')")
+        try:
+            return Checkpoint.load(path)
+        except CheckpointError as e:
+            raise CheckpointError(f"stages.mofa.start_from: 'init' needs a readable {path}: {e}") from None
+
+    def _check_mofa_source(self) -> None:
+        """Before anything runs: when ``mofa`` will start from ``init.pt`` and no stage of this run writes it first,
+        the file must be there."""
+        cfg, order = self.cfg, self.cfg.stages.order
+        if "mofa" not in order or cfg.stages.mofa.start_from != "init" or cfg.stages.mofa.iterations == 0:
+            return
+        m = order.index("mofa")
+        if self.stage_index > m or (self.stage_index == m and self.stage_iteration > 0):
+            return  # mofa has started: its start is in the checkpoint
+        i = order.index("init") if "init" in order else m
+        if self.stage_index <= i < m and cfg.stages.init.iterations > 0:
+            return  # this run writes (or, resumed at the end of init, has repaired) init.pt before mofa
+        self._mofa_source()
 
     def _build_nets(self) -> Nets:
         from ..morphable import load_model
@@ -206,22 +313,25 @@ class Trainer:
         from ..render import FaceRenderer, PerspectiveCamera
 
         cfg = self.cfg
-        self.model_path = resolve_path(cfg.model.path)
-        model = load_model(self.model_path).to(self.device)
+        with _config_errors("model.path"):
+            self.model_path = resolve_path(cfg.model.path)
+            model = load_model(self.model_path).to(self.device)
         size = cfg.data.image_size
         default = PerspectiveCamera()
         camera = PerspectiveCamera(focal=default.focal * size / default.image_size[1], image_size=(size, size))
         renderer = FaceRenderer(model, camera=camera, use_antialias=cfg.model.use_antialias).to(self.device)
-        encoder = Encoder(model.layout, arch=cfg.nets.encoder_arch, scales=cfg.nets.encoder_scales,
-                          units=model.units).to(self.device)
+        with _config_errors("nets"):
+            encoder = Encoder(model.layout, arch=cfg.nets.encoder_arch, scales=cfg.nets.encoder_scales,
+                              units=model.units).to(self.device)
         needs_unet = any(s in cfg.stages.order for s in ("unet_pretrain", "em"))
         unet = None
         if needs_unet:
             unet = (UNet() if cfg.nets.unet == "paper" else UNet.compact()).to(self.device)
         perceptual = None
         if cfg.nets.perceptual:
-            weights = resolve_path(cfg.nets.perceptual_weights) if cfg.nets.perceptual_weights else None
-            perceptual = load_backbone(cfg.nets.perceptual, weights).to(self.device)
+            with _config_errors("nets.perceptual"):
+                weights = resolve_path(cfg.nets.perceptual_weights) if cfg.nets.perceptual_weights else None
+                perceptual = load_backbone(cfg.nets.perceptual, weights).to(self.device)
             set_trainable(perceptual, False)
         return Nets(encoder, unet, renderer, perceptual, encoder, unet)
 
@@ -312,9 +422,9 @@ class Trainer:
                             optimizers={k: v.state_dict() for k, v in opts.items()},
                             schedulers={k: v.state_dict() for k, v in scheds.items()},
                             rng=capture_rng(), metrics=metrics)
-            ck.save(self.out / LAST)
-            if stage_done:
+            if stage_done:  # first: last.pt may only say "finished" once the stage's own file is on disk
                 ck.save(self.out / f"{stage}.pt")
+            ck.save(self.out / LAST)
         if stage_done and self.dist.distributed:
             torch.distributed.barrier()
 
@@ -338,11 +448,7 @@ class Trainer:
             return
         how = self.cfg.stages.mofa.start_from
         if how == "init":
-            path = self.out / "init.pt"
-            if not path.is_file():
-                raise FileNotFoundError(f"stages.mofa.start_from: 'init' needs {path} (run the init stage in this "
-                                        f"output folder first, or use 'current' / 'scratch')")
-            self.nets.encoder.load_state_dict(Checkpoint.load(path).encoder)
+            self.nets.encoder.load_state_dict(self._mofa_source().encoder)
         elif how == "scratch":
             from ..nets import Encoder
 
