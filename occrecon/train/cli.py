@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["add_parser", "configure_parser", "run_command", "main"]
+__all__ = ["add_parser", "configure_parser", "run_command", "one_line", "main"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run the parsed command; a diverged run, a refused resume or a bad config exits with status 1."""
+    """Run the parsed command; a diverged run, a refused resume, a bad config, an unreadable checkpoint or a file
+    error exits with status 1 after one line on stderr."""
     from .checkpoint import CheckpointError
     from .config import ConfigError, TrainConfig
     from .distributed import shutdown_distributed
@@ -36,9 +37,8 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         summary = train(TrainConfig.from_yaml(args.config), out_dir=args.out, resume=args.resume,
                         allow_config_change=args.allow_config_change)
-    except (TrainingDiverged, ConfigMismatchError, ConfigError, CheckpointError, FileExistsError,
-            FileNotFoundError) as e:
-        print(f"occrecon train: error: {e}", file=sys.stderr)
+    except (TrainingDiverged, ConfigMismatchError, ConfigError, CheckpointError, OSError) as e:
+        print(f"occrecon train: error: {one_line(e)}", file=sys.stderr)
         return 1
     finally:
         shutdown_distributed()
@@ -48,6 +48,17 @@ def run_command(args: argparse.Namespace) -> int:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items() if not k.startswith("lr_"))
         print(f"{stage}: {shown}")
     return 0
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line: its lines stripped and joined with "; " (after a line that ends with
+    a colon, with a space), e.g. the list of config differences of a refused resume."""
+    parts = [line.strip().lstrip(";").strip() for line in str(error).splitlines()]
+    parts = [p for p in parts if p] or [type(error).__name__]
+    text = parts[0]
+    for p in parts[1:]:
+        text += (" " if text.endswith(":") else "; ") + p
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
