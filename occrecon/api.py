@@ -19,6 +19,7 @@ RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=T
 from __future__ import annotations
 
 import copy
+import itertools
 import pickle
 import re
 import zipfile
@@ -55,7 +56,8 @@ DEFAULT_OCCLUSION_THRESHOLD = 0.10
 
 
 class ReconOutput(NamedTuple):
-    """What :class:`Reconstructor` returns for a batch of B crops of size H x W (all float32, no grad)."""
+    """What :class:`Reconstructor` returns for a batch of B crops of size H x W (no grad; float32 for the bundled
+    nets and models: θ and the mask in :attr:`Reconstructor.dtype`, the render in the model's dtype)."""
 
     theta: torch.Tensor  #: (B, layout.size) parameters in the model's layout
     image: torch.Tensor  #: (B, 3, H, W) rendered face I_R, RGB in [0, 1] (0 outside Φ)
@@ -151,6 +153,15 @@ class Reconstructor(torch.nn.Module):
         """``(H, W)`` of the crops this reconstructor takes."""
         return self.renderer.camera.image_size
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype calls compute in: the nets' (their first floating parameter or buffer), else the model's."""
+        for net in (self.encoder, self.unet):
+            for t in itertools.chain(net.parameters(), net.buffers()) if net is not None else ():
+                if t.is_floating_point():
+                    return t.dtype
+        return self.model.mean.dtype
+
     def _check_images(self, images: torch.Tensor) -> None:
         check_images(images, self.image_size)
 
@@ -161,7 +172,9 @@ class Reconstructor(torch.nn.Module):
         """Reconstruct a batch of aligned crops.
 
         Args:
-            images: ``(B, 3, H, W)`` float RGB in [0, 1], H x W = :attr:`image_size`, on the nets' device.
+            images: ``(B, 3, H, W)`` float RGB in [0, 1], H x W = :attr:`image_size`, on the nets' device. Any floating
+                dtype (bfloat16 from an autocast pipeline, float64): the call computes in :attr:`dtype`, the nets'
+                own (float32 for the bundled ones), as the renderer's kernels and the nets' weights need.
             landmarks: optional ``(B, 68, 2)`` landmarks in crop pixels (NaN where missing), for the fit.
             fit: this call's fit (a preset name, an ``ImageFitConfig``, or None for the encoder alone); default
                 the reconstructor's :attr:`fit`.
@@ -181,6 +194,8 @@ class Reconstructor(torch.nn.Module):
         if self.encoder is None and landmarks is None:
             raise ValueError("landmarks: a Reconstructor without an encoder needs (B, 68, 2) landmarks to fit")
         encoder, unet = _eval_view(self.encoder), _eval_view(self.unet)  # this call's own eval-mode nets
+        dtype = self.dtype
+        images = images.to(dtype)
         result = None
         with torch.no_grad():
             if encoder is not None:
@@ -193,13 +208,13 @@ class Reconstructor(torch.nn.Module):
             if cfg is not None:
                 result = fit_image(self.renderer, images, landmarks, init=theta, config=cfg,
                                    unet=unet if self.fit_mask == "unet" else None)
-                theta = result.theta.to(images.dtype)
-            r = self.renderer(theta)
+                theta = result.theta.to(dtype)
+            r = self.renderer(theta.to(self.model.mean.dtype))
             if unet is not None and (cfg is None or self.fit_mask == "unet"):
-                mask = r.mask * torch.sigmoid(unet(images, r.image))
+                mask = r.mask.to(dtype) * torch.sigmoid(unet(images, r.image.to(dtype)))
             elif cfg is not None:
                 window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
-                mask = robust_mask(images, r.image, r.mask, cfg.xi, window)
+                mask = robust_mask(images, r.image.to(dtype), r.mask.to(dtype), cfg.xi, window)
             else:
                 mask = r.mask
         return ReconOutput(theta, r.image, r.mask, mask, r.landmarks, result)

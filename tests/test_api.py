@@ -124,6 +124,18 @@ def test_eval_mode_and_training_flag_restored(nets, model):
     assert rec.training and rec.unet.training
 
 
+def test_images_of_any_float_dtype_are_computed_in_the_nets_dtype(nets, model):
+    """bfloat16 or float64 crops (an autocast pipeline, a double fit) give the float32 result of the same values."""
+    enc, unet = _tiny_nets(nets, model)
+    rec = Reconstructor(model, enc, unet, _renderer(model))
+    assert rec.dtype == torch.float32
+    x = _images(2, 9)
+    for dtype in (torch.bfloat16, torch.float64):
+        got, want = rec(x.to(dtype)), rec(x.to(dtype).float())
+        for name in ("theta", "image", "region", "mask"):
+            assert getattr(got, name).dtype == torch.float32 and torch.equal(getattr(got, name), getattr(want, name))
+
+
 def test_occlusion_fraction_closed_form():
     region = torch.zeros(3, 1, 4, 4)
     region[0, 0, :2] = 1.0  # 8 pixels
@@ -419,6 +431,13 @@ def test_fitting_only_reconstructor(rendered_faces):
     with pytest.raises(ValueError, match="fit"):
         rec(images, lms, fit=None)
     assert Reconstructor(ict, None).fit.rounds == 2  # a fitting-only reconstructor defaults to the fast preset
+
+
+def test_fitting_only_reconstructor_takes_float64_crops(rendered_faces):
+    ict, th, images, lms, cfg = rendered_faces
+    rec = Reconstructor.for_model(ict, image_size=96, fit=cfg.replace(rounds=1, steps=2))
+    got, want = rec(images.double(), lms.double()), rec(images, lms)
+    assert got.theta.dtype == torch.float32 and torch.equal(got.theta, want.theta)
 
 
 def test_encoder_prediction_refined_by_the_fit(rendered_faces, nets):
