@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from occrecon.train import config as config_mod
 from occrecon.train.config import ConfigError, TrainConfig, config_diff, flatten
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -182,3 +183,23 @@ def test_yaml_exponent_floats_and_unreadable_files(tmp_path):
     (tmp_path / "bin.yaml").write_bytes(b"seed: \xff\xfe\x00\x01")
     with pytest.raises(ConfigError, match=r"bin\.yaml: not a UTF-8 text file \(invalid start byte at byte 6\)"):
         TrainConfig.from_yaml(tmp_path / "bin.yaml")
+
+
+def test_to_yaml_replaces_the_file_atomically(tmp_path, monkeypatch):
+    path = tmp_path / "config.yaml"
+    TrainConfig().to_yaml(path)
+    before = path.read_text(encoding="utf-8")
+    cfg = TrainConfig()
+    cfg.seed = 5
+
+    def failing_replace(src, dst):  # the temp file is written, the rename fails
+        assert Path(src).read_text(encoding="utf-8") == cfg.to_yaml()
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(config_mod.os, "replace", failing_replace)
+    with pytest.raises(OSError, match="No space"):
+        cfg.to_yaml(path)
+    monkeypatch.undo()
+    assert path.read_text(encoding="utf-8") == before and not list(tmp_path.glob("*.tmp"))
+    cfg.to_yaml(path)
+    assert TrainConfig.from_yaml(path).seed == 5 and sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml"]

@@ -11,9 +11,12 @@ batch for that stage (12 for ``init``, ``unet_pretrain`` and ``mofa``, 6 for ``e
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import os
 import re
+import tempfile
 import types
 import typing
 from dataclasses import dataclass, field
@@ -293,10 +296,20 @@ class TrainConfig:
             raise ConfigError(f"{path}: {e}") from None
 
     def to_yaml(self, path: str | Path | None = None) -> str:
-        """The YAML text of this config; also written to ``path`` when given."""
+        """The YAML text of this config; also written to ``path`` when given, atomically (a temp file named like
+        ``atomic_save``'s, then ``os.replace``: a kill leaves the previous file, never half of one)."""
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         if path is not None:
-            Path(path).write_text(text, encoding="utf-8")
+            path = Path(path)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
         return text
 
     # ---- checks -----------------------------------------------------------------------------------------------
