@@ -18,7 +18,6 @@ RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=T
 """
 from __future__ import annotations
 
-import copy
 import itertools
 import pickle
 import re
@@ -33,6 +32,7 @@ import torch
 from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
 from .morphable import ParamLayout, load_model
+from .nets.eval_view import eval_view
 from .render import FaceRenderer, PerspectiveCamera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
@@ -193,7 +193,7 @@ class Reconstructor(torch.nn.Module):
             raise ValueError("fit: a Reconstructor without an encoder can only fit; pass fit='fast' or 'quality'")
         if self.encoder is None and landmarks is None:
             raise ValueError("landmarks: a Reconstructor without an encoder needs (B, 68, 2) landmarks to fit")
-        encoder, unet = _eval_view(self.encoder), _eval_view(self.unet)  # this call's own eval-mode nets
+        encoder, unet = eval_view(self.encoder), eval_view(self.unet)  # this call's own eval-mode nets
         dtype = self.dtype
         images = images.to(dtype)
         result = None
@@ -293,32 +293,6 @@ class Reconstructor(torch.nn.Module):
         renderer = FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
         rec = cls(model, encoder, unet, renderer)
         return rec.to(device)
-
-
-def _eval_view(module: torch.nn.Module | None) -> torch.nn.Module | None:
-    """``module`` as in eval mode without touching it: a copy of its module tree (new module objects, each with
-    ``training = False``) whose modules share the originals' parameter, buffer and hook dicts, so the view runs on
-    the current weights and statistics and sees any later change of them. Made per call (a few microseconds per
-    submodule), so it also follows a replaced submodule. A scripted module, whose flags live in TorchScript, is used
-    as it is when it is in eval mode and refused otherwise."""
-    if module is None:
-        return None
-    if isinstance(module, torch.jit.ScriptModule):
-        if any(m.training for m in module.modules()):
-            raise ValueError(f"{type(module).__name__}: a scripted net in training mode cannot be run in eval mode "
-                             f"without changing it; call .eval() on it (or pass the unscripted module)")
-        return module
-    views: dict[int, torch.nn.Module] = {}
-
-    def view(m: torch.nn.Module) -> torch.nn.Module:
-        if id(m) not in views:  # a submodule reached twice stays one module
-            v = copy.copy(m)  # a new __dict__ referring to the same _parameters / _buffers / hook dicts
-            views[id(m)] = v
-            v.__dict__["training"] = False
-            v.__dict__["_modules"] = {k: None if c is None else view(c) for k, c in m._modules.items()}
-        return views[id(m)]
-
-    return view(module)
 
 
 def check_device(device: str | torch.device, name: str = "device") -> torch.device:

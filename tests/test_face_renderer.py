@@ -161,3 +161,21 @@ def test_example_renders_faces_to_png_and_obj(tmp_path):
     assert 0.2 < 1 - grey.mean() < 0.9  # the face covers a good part of the frame, the background shows
     mesh = read_obj(tmp_path / "face1.obj")
     assert mesh[0].shape[0] == 9409
+
+
+@needs_models
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_theta_of_another_float_dtype_is_computed_in_the_models_dtype(dtype):
+    """An encoder under autocast hands out bf16 θ: the renderer computes in the model's dtype (float32 here), and
+    the gradient comes back in θ's dtype."""
+    model = _load("ict_narrowface.npz")
+    r = FaceRenderer(model, camera=dr.PerspectiveCamera(focal=1015 * 64 / 224, image_size=(64, 64)))
+    theta32 = torch.zeros(1, model.layout.size)
+    theta32[:, model.layout.slice("angle")] = torch.tensor([0.1, 0.2, 0.0])
+    theta = theta32.to(dtype).requires_grad_(True)
+    out = r(theta)
+    ref = r(theta.detach().float())
+    assert out.image.dtype == torch.float32
+    torch.testing.assert_close(out.image, ref.image)
+    out.image.sum().backward()
+    assert theta.grad.dtype == dtype and torch.isfinite(theta.grad.float()).all()

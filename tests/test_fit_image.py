@@ -162,6 +162,9 @@ def test_scaled_renderer(ict):
     th = ict.layout.zeros(1)
     with torch.no_grad():
         torch.testing.assert_close(small(th).landmarks * 2, r(th).landmarks, rtol=0, atol=1e-3)
+    every = FaceRenderer(ict, camera=default_camera(224), front_face_only=False)
+    small_every = scaled_renderer(every, 112)
+    assert not small_every.front_face_only and small_every.tri.shape == every.tri.shape != r.tri.shape
 
 
 # ------------------------------------------------------------------------------------------ the whole fit
@@ -244,6 +247,32 @@ def test_without_landmarks_and_with_a_unet(scene, constant_logit_unet):
     assert res.landmark_fit is None and torch.isfinite(res.theta).all()
     res = fit_image(r, scene["image"][:2], scene["landmarks"][:2], config=cfg, unet=constant_logit_unet(0.0))
     torch.testing.assert_close(res.mask, res.region * 0.5)  # the E-step is the UNet's: Φ · σ(0)
+
+
+class _BatchNormSegmenter(torch.nn.Module):
+    """(target, render) -> logits through a BatchNorm: batch statistics in train mode, running ones in eval."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(6, 1, 3, padding=1)
+        self.norm = torch.nn.BatchNorm2d(1)
+
+    def forward(self, target, render):
+        return self.norm(self.conv(torch.cat([target, render], 1)))
+
+
+def test_a_unet_in_training_mode_is_run_as_in_eval_mode_and_left_unchanged(scene):
+    torch.manual_seed(0)
+    unet = _BatchNormSegmenter().train()
+    unet.norm.running_mean.fill_(0.3)
+    before = {k: v.clone() for k, v in unet.state_dict().items()}
+    cfg = fit_preset("fast").replace(image_size=None, rounds=1, steps=2)
+    res = fit_image(scene["renderer"], scene["image"][:2], scene["landmarks"][:2], config=cfg, unet=unet)
+    assert unet.training and unet.norm.training
+    assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())  # no running-statistics update
+    frozen = copy.deepcopy(unet).eval()
+    again = fit_image(scene["renderer"], scene["image"][:2], scene["landmarks"][:2], config=cfg, unet=frozen)
+    torch.testing.assert_close(res.mask, again.mask)
 
 
 def test_a_diverging_fit_is_flagged_and_reverted(scene):

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..nets.eval_view import eval_view
 from ..ops import neighbour_loss
 from ..render.camera import PerspectiveCamera
 from ..render.face import FaceRenderer
@@ -103,7 +104,8 @@ def scaled_renderer(renderer: FaceRenderer, size: int) -> FaceRenderer:
     new = PerspectiveCamera(focal=cam.focal * k, image_size=(size, size), principal_point=(cx * k, cy * k),
                             near=cam.near, far=cam.far)
     return FaceRenderer(renderer.model, camera=new, distance=renderer.distance, ambient=renderer.ambient,
-                        use_antialias=renderer.use_antialias).to(renderer.tri.device)
+                        use_antialias=renderer.use_antialias,
+                        front_face_only=renderer.front_face_only).to(renderer.tri.device)
 
 
 def box_sum(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -258,7 +260,7 @@ def _e_step(cfg: ImageFitConfig, targets, out, unet, size: int, fitting: bool = 
     M-step's pixel weights (``fitting``), the stricter ``xi_fit``."""
     with torch.no_grad():
         if unet is not None:
-            return out.mask * torch.sigmoid(unet(targets, out.image.clamp(0, 1)))
+            return out.mask * torch.sigmoid(eval_view(unet)(targets, out.image.clamp(0, 1)))
         window = max(1, int(round(cfg.mask_window * size / 128)) | 1)
         xi = cfg.xi_fit if fitting and cfg.xi_fit is not None else cfg.xi
         return robust_mask(targets, out.image, out.mask, xi, window)

@@ -65,6 +65,7 @@ class FaceRenderer(torch.nn.Module):
         self.distance = float(distance)
         self.ambient = float(ambient)
         self.use_antialias = bool(use_antialias)
+        self.front_face_only = bool(front_face_only)
         tri = model.triangles.to(torch.int32)
         front = getattr(model, "front_face", None)
         if front_face_only and front is not None and bool(front.any()):
@@ -91,6 +92,7 @@ class FaceRenderer(torch.nn.Module):
             raise TypeError(f"theta must be a floating-point tensor, got {getattr(theta, 'dtype', type(theta))}")
         if not torch.compiler.is_compiling() and not bool(torch.isfinite(theta).all()):
             raise ValueError("theta contains NaN or Inf values")
+        theta = theta.to(self.model.mean.dtype)  # e.g. bf16 from an encoder under autocast: computed in the model's
         parts = self.layout.split(theta)  # raises ValueError naming the expected layout on a wrong length
         b = theta.shape[0]
         h, w = self.camera.image_size
