@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 NVCC   ?= nvcc
 CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
-.PHONY: demo test install bench bench-smoke train-smoke cuda-check cuda-build-check clean
+.PHONY: demo test install bench bench-smoke train-smoke cuda-check cuda-build-check fuzz sanitize-check clean
 
 $(BIN)/.deps-installed: requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,48 @@ cuda-build-check:
 	  --config-settings=build-dir=build/cuda -e .; \
 	$(CUDA_VENV)/bin/python -c "import occrecon, sys; i = occrecon.build_info(); print(i); sys.exit(0 if i['with_cuda'] else 1)"; \
 	$(CUDA_VENV)/bin/pytest -q -p no:cacheprovider
+
+# The long randomized run over every public op and every torch.ops.occrecon op (tests/fuzz, docs/testing.md): each
+# case must end in a result or a clean Python exception; a crash, hang or broken invariant names its seed and case.
+FUZZ_CASES ?= 20000
+FUZZ_SEED ?= 1
+FUZZ_JOBS ?= 2
+fuzz: install
+	$(BIN)/python -m tests.fuzz --cases $(FUZZ_CASES) --seed $(FUZZ_SEED) --jobs $(FUZZ_JOBS)
+
+# AddressSanitizer + UBSan build of the CPU kernels (OCCRECON_SANITIZE) in its own .venv-asan and build/asan (the
+# normal .venv and build/ are never touched), then the kernel tests and the fuzz slice under it. Any sanitizer
+# report is fatal (halt_on_error, -fno-sanitize-recover=all) and is also written under build/asan/reports/: a
+# report there fails the target even if a test swallowed the exit status of the process that made it.
+ASAN_VENV ?= .venv-asan
+ASAN_BUILD ?= build/asan
+SANITIZE ?= address,undefined
+CXX_FOR_ASAN ?= g++
+KERNEL_TESTS ?= tests/test_rasterize.py tests/test_reference_raster.py tests/test_antialias.py \
+  tests/test_neighbour_min.py tests/test_sh_shade.py tests/test_vertex_normals.py tests/test_face_renderer.py \
+  tests/test_kernel_hardening.py
+ASAN_REPORTS := $(ASAN_BUILD)/reports
+# libstdc++ is preloaded too: python links none, and ASan must find __cxa_throw when it starts.
+ASAN_ENV = LD_PRELOAD=$$($(CXX_FOR_ASAN) -print-file-name=libasan.so):$$($(CXX_FOR_ASAN) -print-file-name=libstdc++.so) \
+  ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=8192:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0:log_path=$(CURDIR)/$(ASAN_REPORTS)/asan:log_exe_name=1 \
+  UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/ubsan:log_exe_name=1
+$(ASAN_VENV)/bin/.deps-installed: requirements/cpu.txt
+	$(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_VENV)/bin/pip install --disable-pip-version-check -q -r requirements/cpu.txt
+	touch $@
+
+sanitize-check: $(ASAN_VENV)/bin/.deps-installed
+	OCCRECON_CUDA=OFF $(ASAN_VENV)/bin/pip install --disable-pip-version-check -q --no-build-isolation \
+	  --config-settings=build-dir=$(ASAN_BUILD) --config-settings=cmake.define.OCCRECON_SANITIZE=$(SANITIZE) -e .
+	@so=$$(ls $(ASAN_VENV)/lib/python*/site-packages/occrecon/_C*.so); \
+	  if ! grep -q __asan_init $$so; then echo "$$so is not an ASan build" >&2; exit 1; fi; echo "ASan build: $$so"
+	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
+	$(ASAN_ENV) $(ASAN_VENV)/bin/pytest -q -p no:cacheprovider $(KERNEL_TESTS) tests/fuzz; status=$$?; \
+	  reports=$$(grep -lE "ERROR: [A-Za-z]*Sanitizer|runtime error:|Sanitizer: CHECK failed" $(ASAN_REPORTS)/* \
+	    2>/dev/null); \
+	  for f in $$reports; do echo "== sanitizer report $$f"; cat "$$f"; done; \
+	  if [ -n "$$reports" ]; then echo "sanitizer reports: $$(echo $$reports | wc -w)"; exit 1; fi; \
+	  echo "sanitizer reports: 0"; exit $$status
 
 clean:
 	rm -rf build demo_out runs .pytest_cache .benchmarks
