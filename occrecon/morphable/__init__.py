@@ -11,6 +11,7 @@ verts, albedo = model(parts["id"], parts["exp"], parts["tex"])   # (B, V, 3) eac
 from __future__ import annotations
 
 from .albedo import MEAN_SKIN_ALBEDO, laplacian_albedo
+from .appearance import mirror_map, weighted_pca, with_learned_albedo
 from .crop import front_face_mask
 from .export import read_obj, write_obj, write_ply
 from .layout import DEEP3D_ORDER, ParamLayout
@@ -19,4 +20,5 @@ from .model import FORMAT_VERSION, MorphableModel
 
 __all__ = ["ParamLayout", "DEEP3D_ORDER", "MorphableModel", "FORMAT_VERSION", "FORMATS", "load_model",
            "load_ict_npz", "convert_ict_obj", "load_sfm", "load_bfm2017", "load_deep3d", "laplacian_albedo",
-           "MEAN_SKIN_ALBEDO", "front_face_mask", "write_obj", "write_ply", "read_obj"]
+           "MEAN_SKIN_ALBEDO", "front_face_mask", "write_obj", "write_ply", "read_obj", "weighted_pca", "mirror_map",
+           "with_learned_albedo"]

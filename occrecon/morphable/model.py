@@ -1,6 +1,7 @@
 """``MorphableModel``: a linear 3D morphable face model (shape, expression, albedo) as a ``torch.nn.Module``."""
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,7 +88,12 @@ class MorphableModel(torch.nn.Module):
     Attributes: ``units`` (str), ``name`` (str), ``exp_names`` (list of str, may be empty),
     ``albedo_source`` (str: 'model' for a learned albedo, else how the generic prior was made),
     ``exp_bounds`` (``(lo, hi)`` for blendshape expressions whose weights live in a range, e.g. ICT's and SFM's
-    ``(0.0, 1.0)``; None for PCA expressions in standard deviations, e.g. BFM's).
+    ``(0.0, 1.0)``; None for PCA expressions in standard deviations, e.g. BFM's), ``provenance`` (dict: how a
+    learned albedo was built — faces, licences, command; empty otherwise).
+
+    Optional buffers (None when the model has no illumination prior): ``sh_mean`` ``(27,)`` and ``sh_cov``
+    ``(27, 27)``, the mean and covariance of the 27 SH coefficients of real-photo fits, in θ's [R9 | G9 | B9]
+    order *including* the renderer's ambient on each DC coefficient (``occrecon.fit.appearance``).
     """
 
     mean: torch.Tensor
@@ -102,7 +108,8 @@ class MorphableModel(torch.nn.Module):
 
     def __init__(self, mean, id_basis, exp_basis, albedo_mean, albedo_basis, triangles, landmarks,
                  front_face=None, skin=None, *, units: str, name: str, exp_names: Sequence[str] = (),
-                 albedo_source: str = "model", exp_bounds: tuple[float, float] | None = None):
+                 albedo_source: str = "model", exp_bounds: tuple[float, float] | None = None,
+                 sh_prior: tuple | None = None, provenance: dict | None = None):
         super().__init__()
         mean = _as_np(mean, np.float32)
         if mean.ndim != 2 or mean.shape[1] != 3:
@@ -143,6 +150,19 @@ class MorphableModel(torch.nn.Module):
             arrays[key] = m
         for key in _ARRAY_KEYS:
             self.register_buffer(key, torch.from_numpy(arrays[key]))
+        sh_mean = sh_cov = None
+        if sh_prior is not None:
+            sh_mean, sh_cov = (_as_np(a, np.float32) for a in sh_prior)
+            if sh_mean.shape != (27,) or sh_cov.shape != (27, 27):
+                raise ValueError(f"sh_prior: expected mean (27,) and covariance (27, 27), got {sh_mean.shape} and "
+                                 f"{sh_cov.shape}")
+            if not (np.isfinite(sh_mean).all() and np.isfinite(sh_cov).all()):
+                raise ValueError("sh_prior: NaN or Inf values")
+            if not np.allclose(sh_cov, sh_cov.T, atol=1e-6) or np.linalg.eigvalsh(sh_cov.astype(np.float64)).min() <= 0:
+                raise ValueError("sh_prior: the covariance must be symmetric positive definite")
+        self.register_buffer("sh_mean", None if sh_mean is None else torch.from_numpy(sh_mean))
+        self.register_buffer("sh_cov", None if sh_cov is None else torch.from_numpy(sh_cov))
+        self.provenance = dict(provenance or {})
         self.units = str(units)
         self.name = str(name)
         self.exp_names = [str(n) for n in exp_names]
@@ -259,21 +279,39 @@ class MorphableModel(torch.nn.Module):
         return MorphableModel(b["mean"][keep], b["id_basis"][:, keep], b["exp_basis"][:, keep],
                               b["albedo_mean"][keep], b["albedo_basis"][:, keep], tri, lm, b["front_face"][keep],
                               b["skin"][keep], units=self.units, name=self.name, exp_names=self.exp_names,
-                              albedo_source=self.albedo_source, exp_bounds=self.exp_bounds)
+                              albedo_source=self.albedo_source, exp_bounds=self.exp_bounds,
+                              sh_prior=self.sh_prior, provenance=self.provenance)
+
+    @property
+    def sh_prior(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(sh_mean (27,), sh_cov (27, 27))`` as numpy arrays, or None."""
+        if self.sh_mean is None:
+            return None
+        return self.sh_mean.detach().cpu().numpy(), self.sh_cov.detach().cpu().numpy()
 
     # ----------------------------------------------------------------------------------------- save/load
-    def save(self, path: str | Path) -> Path:
-        """Write the project's versioned ``.npz`` (uncompressed; ``format_version`` = FORMAT_VERSION; buffers as
-        they are, so a float32 model round-trips bit for bit; ``load`` gives float32). ``exp_bounds`` is stored
-        as the optional key ``exp_bounds`` (absent for None; files without it load with None)."""
+    def save(self, path: str | Path, compact: bool = False) -> Path:
+        """Write the project's versioned ``.npz`` (``format_version`` = FORMAT_VERSION; buffers as they are, so a
+        float32 model round-trips bit for bit; ``load`` gives float32). Optional keys: ``exp_bounds`` (absent for
+        None), ``sh_mean`` / ``sh_cov`` (the illumination prior) and ``provenance`` (JSON text); files without
+        them load without them. ``compact=True`` stores the three bases as float16 in a compressed archive (a
+        shipped model: about a quarter of the size; the bases' relative rounding is below 1e-3)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {k: getattr(self, k).detach().cpu().numpy() for k in _ARRAY_KEYS}
+        if compact:
+            for k in ("id_basis", "exp_basis", "albedo_basis"):
+                data[k] = data[k].astype(np.float16)
+        extra = {} if self.exp_bounds is None else {"exp_bounds": np.array(self.exp_bounds, np.float64)}
+        if self.sh_mean is not None:
+            extra["sh_mean"], extra["sh_cov"] = self.sh_prior
+        if self.provenance:
+            extra["provenance"] = np.str_(json.dumps(self.provenance, sort_keys=True))
         with open(path, "wb") as f:  # a file object: numpy would append '.npz' to a bare name otherwise
-            np.savez(f, format_version=np.int64(FORMAT_VERSION), units=np.str_(self.units),
-                     name=np.str_(self.name), exp_names=np.array(self.exp_names, dtype=np.str_),
-                     albedo_source=np.str_(self.albedo_source), **data,
-                     **({} if self.exp_bounds is None else {"exp_bounds": np.array(self.exp_bounds, np.float64)}))
+            (np.savez_compressed if compact else np.savez)(
+                f, format_version=np.int64(FORMAT_VERSION), units=np.str_(self.units), name=np.str_(self.name),
+                exp_names=np.array(self.exp_names, dtype=np.str_), albedo_source=np.str_(self.albedo_source),
+                **data, **extra)
         return path
 
     @classmethod
@@ -303,7 +341,19 @@ class MorphableModel(torch.nn.Module):
             bounds = tuple(float(v) for v in np.atleast_1d(d["exp_bounds"])) if "exp_bounds" in d else None
             if bounds is not None and len(bounds) != 2:
                 raise ValueError(f"{path}: key 'exp_bounds' must hold 2 values, got {len(bounds)}")
+            if ("sh_mean" in d) != ("sh_cov" in d):
+                raise ValueError(f"{path}: keys 'sh_mean' and 'sh_cov' come together (one is missing)")
+            sh_prior = (d["sh_mean"], d["sh_cov"]) if "sh_mean" in d else None
+            provenance = None
+            if "provenance" in d:
+                try:
+                    provenance = json.loads(str(d["provenance"]))
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{path}: key 'provenance' is not JSON text ({e})") from None
+                if not isinstance(provenance, dict):
+                    raise ValueError(f"{path}: key 'provenance' must be a JSON object")
             return cls(a["mean"], a["id_basis"], a["exp_basis"], a["albedo_mean"], a["albedo_basis"], a["triangles"],
                        a["landmarks"], a["front_face"], a["skin"], units=str(a["units"]), name=str(a["name"]),
                        exp_names=[str(n) for n in np.atleast_1d(a["exp_names"])],
-                       albedo_source=str(a["albedo_source"]), exp_bounds=bounds)
+                       albedo_source=str(a["albedo_source"]), exp_bounds=bounds, sh_prior=sh_prior,
+                       provenance=provenance)
