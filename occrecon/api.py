@@ -34,6 +34,7 @@ from .fit.image import check_images
 from .morphable import ParamLayout, load_model
 from .nets.eval_view import eval_view
 from .render import FaceRenderer, PerspectiveCamera
+from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
            "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint", "check_device",
@@ -46,9 +47,6 @@ REQUIRED_KEYS = ("format", "stage", "nets", "encoder", "unet")
 REQUIRED_NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
 #: Prefix of model paths inside the shared asset folder (as the training config writes them).
 SHARED_PREFIX = "shared:"
-#: Default framing: Deep3D's focal length of 1015 px for a 224 x 224 crop; other crop sizes scale it.
-REFERENCE_FOCAL = 1015.0
-REFERENCE_SIZE = 224
 #: ``is_occluded`` default: a face counts as occluded when the mask rejects more than 10 % of Φ. Unoccluded
 #: faces still lose a few per cent (eyes, mouth, edges: the paper's unoccluded TPR is 0.92-0.99), so 0 would
 #: flag nearly every face. A heuristic default; tune it on held-out data.
@@ -314,16 +312,6 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
     except (RuntimeError, AssertionError, ValueError) as exc:  # a build without the backend asserts
         raise ValueError(f"{name} {device}: not available on this machine ({_first_line(exc)})") from None
     return dev
-
-
-def default_camera(image_size: int, focal: float | None = None) -> PerspectiveCamera:
-    """The training framing for a square crop: focal ``REFERENCE_FOCAL · image_size / REFERENCE_SIZE`` px (1015 at
-    224), principal point at the centre."""
-    if not isinstance(image_size, int) or image_size < 1:
-        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
-    if focal is None:
-        focal = REFERENCE_FOCAL * image_size / REFERENCE_SIZE
-    return PerspectiveCamera(focal=float(focal), image_size=(image_size, image_size))
 
 
 def _numpy_safe_globals() -> list:

@@ -117,7 +117,8 @@ def add_trusted_flag(p: argparse.ArgumentParser) -> None:
 def command_name(args: argparse.Namespace) -> str:
     """``"reconstruct"``, ``"data synth"``, ``"model convert"`` ...: the command as typed, for error lines."""
     sub = {"data": "data_command", "model": "model_command", "checkpoint": "checkpoint_command"}.get(args.command)
-    return f"{args.command} {getattr(args, sub)}" if sub else args.command
+    name = f"{args.command} {getattr(args, sub)}" if sub else args.command
+    return f"{name} {args.albedo_command}" if getattr(args, "albedo_command", None) else name
 
 
 def error_line(command: str, exc: BaseException | str) -> str:
@@ -177,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="albedo prior components for models without albedo (ICT, SFM; default 80)")
     p.add_argument("--cache-dir", help="albedo prior cache (default: $OCCRECON_CACHE or ~/.cache/occrecon)")
     p.set_defaults(func=_model_convert)
+    p = model_sub.add_parser("albedo", help="learned albedo models and illumination priors")
+    albedo_sub = p.add_subparsers(dest="albedo_command", required=True)
+    __import__("occrecon.fit.appearance", fromlist=["add_parser"]).add_parser(albedo_sub)
     p = sub.add_parser("checkpoint", help="training checkpoints")
     ckpt_sub = p.add_subparsers(dest="checkpoint_command", required=True)
     p = ckpt_sub.add_parser("export", help="inference-only copy of a training checkpoint (no optimiser/RNG state)")

@@ -121,6 +121,9 @@ class ImageFitConfig:
             per-band weights ``b`` (:attr:`light_band_weights`): the DC terms (a per-channel brightness) move
             freely, the directional bands are held near the occlusion-robust estimate.
         light_band_weights: relative prior weights of SH bands 0, 1, 2.
+        w_light_prior: weight of the learned illumination prior, when the model has one
+            (``MorphableModel.sh_mean`` / ``sh_cov``, :mod:`occrecon.fit.appearance`): ``½ (γ − μ)ᵀ Σ⁻¹ (γ − μ)`` on
+            the full 27 coefficients (nats); the RANSAC hypotheses are then also pulled towards μ.
         lr: Adam learning rates per θ group (parameter units per step).
         ransac_hypotheses, ransac_sample, ransac_threshold: RANSAC light estimate: hypotheses per face, vertices
             per hypothesis, inlier threshold on the RGB residual norm ([0, 1] units).
@@ -153,6 +156,7 @@ class ImageFitConfig:
     w_tex: float = 0.2
     w_light: float = 0.5
     light_band_weights: tuple[float, float, float] = (0.0, 1.0, 3.0)
+    w_light_prior: float = 0.05
     lr: dict = field(default_factory=lambda: {"id": 0.03, "exp": 0.01, "tex": 0.05, "angle": 0.003,
                                               "gamma": 0.01, "trans": 0.001})
     ransac_hypotheses: int = 256
@@ -185,7 +189,7 @@ class ImageFitConfig:
         if self.neighbour_k % 2 == 0:
             raise ValueError(f"neighbour_k: expected an odd size, got {self.neighbour_k}")
         _positive("landmark_sigma", self.landmark_sigma)
-        for name in ("w_photo", "w_landmarks", "w_id", "w_exp", "w_tex", "w_light"):
+        for name in ("w_photo", "w_landmarks", "w_id", "w_exp", "w_tex", "w_light", "w_light_prior"):
             _positive(name, getattr(self, name), allow_zero=True)
         if len(self.light_band_weights) != 3:
             raise ValueError(f"light_band_weights: expected 3 values, got {self.light_band_weights!r}")

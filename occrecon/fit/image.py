@@ -180,6 +180,14 @@ def _lr_vector(layout, lr: dict, dtype, device) -> torch.Tensor:
     return v
 
 
+def _learned_light_mean(model, ambient: float) -> torch.Tensor | None:
+    """The learned illumination prior's mean as a full ``(9, 3)`` light, or None (the model has no prior).
+    ``sh_mean`` already includes the ambient (see MorphableModel)."""
+    if model.sh_mean is None:
+        return None
+    return model.sh_mean.reshape(3, 9).transpose(0, 1)
+
+
 def _gamma_to_theta(gamma: torch.Tensor, ambient: float) -> torch.Tensor:
     """``(B, 9, 3)`` full SH coefficients → θ's flat ``(B, 27)`` [R9 | G9 | B9] without the ambient offset."""
     g = gamma.clone()
@@ -205,6 +213,13 @@ class _Objective:
         band_w = torch.tensor([cfg.light_band_weights[k] for k in _BAND], dtype=targets.dtype, device=targets.device)
         self.light_w = band_w.repeat(3)  # θ's [R9 | G9 | B9] order
         self.light_prior = light_prior
+        self.sh_mean = self.sh_prec = None
+        model = renderer.model
+        if model.sh_mean is not None and cfg.w_light_prior > 0:  # the learned illumination prior, in θ's terms
+            dc = torch.zeros(27, dtype=targets.dtype, device=targets.device)
+            dc[[0, 9, 18]] = renderer.ambient
+            self.sh_mean = model.sh_mean.to(targets) - dc
+            self.sh_prec = torch.linalg.inv(model.sh_cov.to(targets).double()).to(targets.dtype)
 
     def set_landmark_trust(self, trust: torch.Tensor | None) -> None:
         """Scale the landmark weights by ``trust (B, 68)`` in [0, 1] (None: full trust)."""
@@ -234,6 +249,9 @@ class _Objective:
         loss = loss + cfg.w_id * (parts["id"] ** 2).sum(1) + cfg.w_exp * (parts["exp"] ** 2).sum(1)
         loss = loss + cfg.w_tex * (parts["tex"] ** 2).sum(1)
         loss = loss + cfg.w_light * (self.light_w * (parts["gamma"] - self.light_prior) ** 2).sum(1)
+        if self.sh_mean is not None:
+            d = parts["gamma"] - self.sh_mean
+            loss = loss + 0.5 * cfg.w_light_prior * ((d @ self.sh_prec) * d).sum(1)
         return loss, out
 
 
@@ -330,7 +348,8 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
     obs = visible_vertices(r, theta, targets)
     light = ransac_light(obs, hypotheses=cfg.ransac_hypotheses, sample=cfg.ransac_sample,
                          threshold=cfg.ransac_threshold, ambient=r.ambient, max_tint=cfg.ransac_max_tint,
-                         max_brightness=cfg.ransac_max_brightness, generator=gen)
+                         max_brightness=cfg.ransac_max_brightness, generator=gen,
+                         prior_gamma=_learned_light_mean(model, r.ambient) if cfg.w_light_prior > 0 else None)
     gsl = lay.slice("gamma")
     gamma0 = _gamma_to_theta(light.gamma, r.ambient)
     theta[:, gsl] = torch.where(light.ok[:, None], gamma0, theta[:, gsl])

@@ -139,7 +139,7 @@ def plausible_light(gamma: torch.Tensor, max_tint: float = 1.6) -> torch.Tensor:
 def ransac_light(obs: VertexObservations, *, hypotheses: int = 256, sample: int = 4, threshold: float = 0.12,
                  ridge: float = 0.3, ambient: float = 0.8, refits: int = 2, max_tint: float = 1.6,
                  max_brightness: float = 1.5, generator: torch.Generator | None = None,
-                 max_score_vertices: int = 1024) -> LightEstimate:
+                 max_score_vertices: int = 1024, prior_gamma: torch.Tensor | None = None) -> LightEstimate:
     """RANSAC estimate of the SH light from :class:`VertexObservations` (see the module docstring).
 
     Each hypothesis fits ``sample`` random visible vertices. A sample smaller than the 9 coefficients per channel is
@@ -154,6 +154,8 @@ def ransac_light(obs: VertexObservations, *, hypotheses: int = 256, sample: int 
         threshold: inlier threshold on the RGB residual norm ``‖colour − albedo ⊙ shading‖`` ([0, 1] units).
         ridge: the hypotheses' ridge weight on the 8 directional coefficients (the DC terms are free).
         ambient: the ambient-only light the ridge pulls towards (the renderer's DC offset).
+        prior_gamma: optional ``(9, 3)`` full light the ridge pulls towards instead (a learned illumination
+            prior's mean, e.g. ``MorphableModel.sh_mean``); it is also the fallback of faces with too few vertices.
         refits: inlier refits of the best hypothesis.
         max_tint: hypotheses whose light is implausibly coloured are not counted (:func:`plausible_light`): a
             uniformly coloured occluder is explained perfectly by a tinted ambient light on a skin-coloured albedo,
@@ -175,6 +177,10 @@ def ransac_light(obs: VertexObservations, *, hypotheses: int = 256, sample: int 
     design = albedo[..., :, None] * y9[..., None, :]  # (B, V, 3, 9): colour_c = design_c · gamma_c
     prior = torch.zeros(b, 9, 3, dtype=dt, device=dev)
     prior[:, 0, :] = ambient
+    if prior_gamma is not None:
+        if tuple(prior_gamma.shape) != (9, 3):
+            raise ValueError(f"prior_gamma: expected (9, 3), got {tuple(prior_gamma.shape)}")
+        prior = prior_gamma.to(dt).to(dev)[None].expand(b, 9, 3).clone()
     hyp_ridge = torch.full((9,), ridge, dtype=dt, device=dev)
     hyp_ridge[0] = 1e-6
     fit_ridge = torch.full((9,), 1e-3, dtype=dt, device=dev)

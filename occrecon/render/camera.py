@@ -17,7 +17,11 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["euler_rotation", "PerspectiveCamera"]
+__all__ = ["euler_rotation", "PerspectiveCamera", "default_camera", "REFERENCE_FOCAL", "REFERENCE_SIZE"]
+
+#: Default framing: Deep3D's focal length of 1015 px for a 224 x 224 crop; other crop sizes scale it.
+REFERENCE_FOCAL = 1015.0
+REFERENCE_SIZE = 224
 
 
 def euler_rotation(angles: torch.Tensor) -> torch.Tensor:
@@ -86,3 +90,13 @@ class PerspectiveCamera:
         x, y, z = points.unbind(-1)
         d = -z
         return torch.stack([cx + self.focal * x / d, cy - self.focal * y / d], -1)
+
+
+def default_camera(image_size: int, focal: float | None = None) -> PerspectiveCamera:
+    """The training framing for a square crop: focal ``REFERENCE_FOCAL · image_size / REFERENCE_SIZE`` px (1015 at
+    224), principal point at the centre."""
+    if not isinstance(image_size, int) or image_size < 1:
+        raise ValueError(f"image_size: expected a positive int, got {image_size!r}")
+    if focal is None:
+        focal = REFERENCE_FOCAL * image_size / REFERENCE_SIZE
+    return PerspectiveCamera(focal=float(focal), image_size=(image_size, image_size))
