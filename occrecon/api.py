@@ -31,7 +31,7 @@ import torch
 
 from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
-from .morphable import ParamLayout, load_model
+from .morphable import ParamLayout, load_model, resolve_model
 from .nets.eval_view import eval_view
 from .render import FaceRenderer, PerspectiveCamera
 from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
@@ -133,13 +133,13 @@ class Reconstructor(torch.nn.Module):
         self.eval()
 
     @classmethod
-    def for_model(cls, model, image_size: int = REFERENCE_SIZE, fit: str | ImageFitConfig = "fast",
+    def for_model(cls, model=None, image_size: int = REFERENCE_SIZE, fit: str | ImageFitConfig = "fast",
                   device: str | torch.device = "cpu") -> Reconstructor:
-        """A fitting-only reconstructor (no network) for ``model`` (a ``MorphableModel`` or a model file for
-        :func:`occrecon.morphable.load_model`), framing ``image_size``² crops."""
+        """A fitting-only reconstructor (no network) for ``model`` (a ``MorphableModel``, a model file for
+        :func:`occrecon.morphable.load_model`, or None / ``"default"``: the shipped model with a learned albedo,
+        :func:`occrecon.morphable.default_model`), framing ``image_size``² crops."""
         device = check_device(device)
-        if isinstance(model, (str, Path)):
-            model = load_model(model)
+        model = resolve_model(model)
         return cls(model, None, None, FaceRenderer(model, camera=default_camera(image_size)), fit=fit).to(device)
 
     @property
@@ -212,7 +212,7 @@ class Reconstructor(torch.nn.Module):
                 mask = r.mask.to(dtype) * torch.sigmoid(unet(images, r.image.to(dtype)))
             elif cfg is not None:
                 window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
-                mask = robust_mask(images, r.image.to(dtype), r.mask.to(dtype), cfg.xi, window)
+                mask = robust_mask(images, r.image.to(dtype), r.mask.to(dtype), cfg.xi_for(self.model), window)
             else:
                 mask = r.mask
         return ReconOutput(theta, r.image, r.mask, mask, r.landmarks, result)

@@ -183,8 +183,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fit", nargs="?", const="fast", choices=sorted(FIT_PRESETS),
                    help="refine each face with the fitting engine (preset; 'fast' when given without one)")
     p.add_argument("--out", default="reconstruct_out", help="output folder (default: reconstruct_out)")
-    p.add_argument("--model", help="face model file: overrides the checkpoint's, or, without --checkpoint, fit this "
-                                   "model with no network")
+    p.add_argument("--model", help="face model file (or 'default': the shipped ICT narrow face with a learned albedo): "
+                                   "overrides the checkpoint's, or, without --checkpoint, fit this model with no "
+                                   "network")
     p.add_argument("--size", type=int, default=224, help="crop size when fitting without a checkpoint (default 224)")
     p.add_argument("--points-dir", help="folder of <stem>.txt 5-point files (else dlib finds the face)")
     p.add_argument("--batch-size", type=int, default=8)

@@ -318,3 +318,33 @@ def test_cli_errors_for_an_empty_folder_and_a_licence_that_keeps_nothing(tmp_pat
                  "--out", str(tmp_path / "o.npz")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "passes the licence filter 'licensed'" in err[0]
+
+
+# ------------------------------------------------------------------------------------------ the shipped model
+def test_the_shipped_model_is_learned_from_licensed_training_faces_only():
+    from occrecon import assets
+    from occrecon.data.faces import identity_split, read_face_folder
+    from occrecon.morphable import DEFAULT_MODEL, default_model, resolve_model
+
+    m = default_model()
+    assert DEFAULT_MODEL.stat().st_size < 8 * 2 ** 20
+    assert m.albedo_source == "learned" and m.n_tex == 80 and m.sh_mean is not None
+    assert m.name == "ict_narrowface" and m.exp_bounds == (0.0, 1.0)
+    p = m.provenance
+    assert p["licence_filter"] == "licensed" and p["faces"] == len(p["face_ids"]) > 100
+    assert set(p["licences"]) <= {"CC-BY-4.0", "CC0-1.0", "MIT"}
+    assert resolve_model("default").n_tex == 80 and resolve_model(m) is m
+    if assets.shared_dir(required=False) is not None:
+        records = {r.id: r for r in read_face_folder()}
+        _, held = identity_split(list(records.values()))
+        assert not set(p["face_ids"]) & {r.id for r in held}  # no held-out identity built it
+        assert all(records[i].image_rights == "licensed" for i in p["face_ids"])
+
+
+def test_xi_follows_the_models_albedo(ict):
+    from occrecon.fit.config import XI_LEARNED, XI_PRIOR
+    from occrecon.morphable import default_model
+
+    cfg = fit_preset("fast")
+    assert cfg.xi is None and cfg.xi_for(ict) == XI_PRIOR == 0.27 and cfg.xi_for(default_model()) == XI_LEARNED
+    assert cfg.replace(xi=0.2).xi_for(ict) == 0.2

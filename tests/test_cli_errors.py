@@ -156,7 +156,8 @@ def test_devices_this_machine_does_not_have(bad, capsys, tmp_path):
 def test_other_input_errors(bad, capsys, tmp_path):
     _one_line(capsys, ["evaluate", "--data", tmp_path / "nowhere", "--checkpoint", f"A={BUNDLED_CHECKPOINT}"],
               "evaluate", tmp_path / "nowhere")
-    _one_line(capsys, ["evaluate-fit", "--no-encoder", "--out", tmp_path], "evaluate-fit", "--model")
+    _one_line(capsys, ["evaluate-fit", "--no-encoder", "--model", tmp_path / "no.npz", "--out", tmp_path],
+              "evaluate-fit", tmp_path / "no.npz")
     _one_line(capsys, ["evaluate-fit", "--faces", tmp_path / "nowhere", "--out", tmp_path], "evaluate-fit",
               tmp_path / "nowhere")
     _one_line(capsys, ["data", "landmarks", bad["missing.jpg"], "--out", tmp_path / "x.csv"], "data landmarks",

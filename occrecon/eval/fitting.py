@@ -240,7 +240,8 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                 enc_theta = eo.theta
                 methods["encoder"] = dict(theta=eo.theta, image=eo.image, region=eo.region, landmarks=eo.landmarks,
                                           mask=eo.mask, eq9=pseudo_mask(img, eo.image, eo.region, PAPER_XI),
-                                          eq9_smooth=robust_mask(img, eo.image, eo.region, cfg.xi, cfg.mask_window))
+                                          eq9_smooth=robust_mask(img, eo.image, eo.region, cfg.xi_for(encoder_rec.model),
+                                                                 cfg.mask_window))
             fr = fit_image(renderer, img, lm, config=cfg)
             if version == "clean":  # where the clean fit sees the face: the normals the light is compared on
                 put("fit", "seen_normals_basis", _seen_normals_basis(renderer, fr.theta, img))
@@ -251,7 +252,8 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                                                               region=first.mask, landmarks=first.landmarks,
                                                               mask=None)
             methods["fit"] = dict(theta=fr.theta, image=fr.image, region=fr.region, landmarks=fr.landmarks,
-                                  mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float())
+                                  mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float(),
+                                  eq9=pseudo_mask(img, fr.image, fr.region, PAPER_XI))
             if encoder_init and enc_theta is not None:
                 fe = fit_image(renderer, img, lm, init=enc_theta, config=cfg)
                 methods["encoder + fit"] = dict(theta=fe.theta, image=fe.image, region=fe.region,
@@ -469,14 +471,12 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
     from ..api import Reconstructor
     from ..data.faces import identity_split, read_face_folder
     from ..demo import BUNDLED_CHECKPOINT
-    from ..morphable import load_model
+    from ..morphable import resolve_model
 
-    if args.no_encoder and args.model is None:
-        raise ValueError("--no-encoder: needs --model (the face model to fit)")
     rec = None  # the checkpoint or model first: a bad one is reported before the faces are read
     if not args.no_encoder:
         rec = Reconstructor.from_checkpoint(args.checkpoint or BUNDLED_CHECKPOINT, trusted=args.trusted)
-    model = rec.model if rec is not None else load_model(args.model)
+    model = rec.model if rec is not None else resolve_model(args.model)
     records = read_face_folder(args.faces)
     _, held = identity_split(records, args.held_out, args.split_seed)
     held = [r for r in held if "possibly_occluded" not in r.flags]
@@ -532,7 +532,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="occluder draw")
     p.add_argument("--checkpoint", help="encoder checkpoint (default: the bundled one)")
     p.add_argument("--no-encoder", action="store_true", help="no encoder baseline; fit --model at --size")
-    p.add_argument("--model", help="face model to fit with --no-encoder")
+    p.add_argument("--model", help="face model to fit with --no-encoder (default: the shipped model, ICT narrow face "
+                                   "with a learned albedo)")
     p.add_argument("--size", type=int, default=128, help="crop size with --no-encoder (default 128)")
     p.add_argument("--encoder-init", action="store_true", help="also fit from the encoder's prediction")
     p.add_argument("--batch-size", type=int, default=16)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-__all__ = ["LandmarkFitConfig", "ImageFitConfig", "FIT_PRESETS", "fit_preset", "LANDMARK_FIT_WEIGHTS_68"]
+__all__ = ["LandmarkFitConfig", "ImageFitConfig", "FIT_PRESETS", "fit_preset", "LANDMARK_FIT_WEIGHTS_68", "XI_LEARNED",
+           "XI_PRIOR"]
 
 #: Default per-landmark weights of the landmark fit (iBUG-68 order): the jaw contour (0-16) is a silhouette that
 #: fixed model vertices follow only approximately, so it counts half; eyebrows (17-26) move with expressions the
@@ -85,6 +86,11 @@ class LandmarkFitConfig:
         return self
 
 
+#: eq. 9's ξ for a learned albedo model (the paper's, with BFM), and for the generic Laplacian prior.
+XI_LEARNED = 0.17
+XI_PRIOR = 0.27
+
+
 @dataclass
 class ImageFitConfig:
     """Robust analysis-by-synthesis of every θ group to a photo (EM: E-step mask, M-step θ).
@@ -96,10 +102,11 @@ class ImageFitConfig:
         landmarks: the landmark fit run first (and its weights, reused in the M-step's landmark term).
         rounds, steps: EM rounds and M-step iterations per round.
         image_size: side of the square crop the fit renders at (the input is resized to it); None: the input's.
-        xi: eq. 9's threshold on the squared RGB error ‖I_T − I_R‖² of a face pixel, for the returned mask. The
-            paper's 0.17 goes with a learned albedo (BFM); the models we can ship have only the Laplacian prior,
-            which cannot draw brows, lips or beards, so visible skin errs more: 0.27, chosen on a random 128 of
-            the held-out faces (docs/fitting.md: the mask then beats "all of Φ is face" in both ACC and F1).
+        xi: eq. 9's threshold on the squared RGB error ‖I_T − I_R‖² of a face pixel, for the returned mask; None
+            (default) picks it by the model's albedo (:meth:`xi_for`): the paper's 0.17 (:data:`XI_LEARNED`) for a
+            learned albedo (BFM's, or one built by ``occrecon model albedo build``); 0.27 (:data:`XI_PRIOR`) for
+            the generic Laplacian prior, which cannot draw brows, lips or beards, so visible skin errs more (chosen
+            on a random 128 of the held-out faces; docs/fitting.md).
         xi_fit: the stricter threshold of the M-step's pixel weights (None: ``xi``). Leaving a doubtful pixel
             out of the fit costs little; fitting an occluder's colour costs the light and the albedo.
         sigma: eq. 8's σ of the face-pixel Gaussian (the authors' 0.043); scales the photometric term.
@@ -140,7 +147,7 @@ class ImageFitConfig:
     rounds: int = 2
     steps: int = 20
     image_size: int | None = 128
-    xi: float = 0.27
+    xi: float | None = None
     xi_fit: float | None = 0.06
     sigma: float = 0.043
     mask_window: int = 7
@@ -175,7 +182,8 @@ class ImageFitConfig:
         _count("steps", self.steps)
         if self.image_size is not None:
             _count("image_size", self.image_size, 16)
-        _positive("xi", self.xi)
+        if self.xi is not None:
+            _positive("xi", self.xi)
         if self.xi_fit is not None:
             _positive("xi_fit", self.xi_fit)
         _positive("sigma", self.sigma)
@@ -210,6 +218,12 @@ class ImageFitConfig:
         _positive("explode", self.explode)
         _count("seed", self.seed)
         return self
+
+    def xi_for(self, model) -> float:
+        """``xi``, or the default for ``model``'s albedo when it is None (see the attribute)."""
+        if self.xi is not None:
+            return float(self.xi)
+        return XI_PRIOR if str(getattr(model, "albedo_source", "model")).startswith("laplacian") else XI_LEARNED
 
     def replace(self, **changes) -> ImageFitConfig:
         """A copy with ``changes`` applied (``dataclasses.replace``), validated."""

@@ -273,14 +273,14 @@ def landmark_trust(mask: torch.Tensor, region: torch.Tensor, landmarks: torch.Te
     return (2 * val).clamp(0, 1)
 
 
-def _e_step(cfg: ImageFitConfig, targets, out, unet, size: int, fitting: bool = False) -> torch.Tensor:
+def _e_step(cfg: ImageFitConfig, model, targets, out, unet, size: int, fitting: bool = False) -> torch.Tensor:
     """The E-step mask: the UNet's when given, else :func:`robust_mask` with ξ (the returned mask) or, for the
     M-step's pixel weights (``fitting``), the stricter ``xi_fit``."""
     with torch.no_grad():
         if unet is not None:
             return out.mask * torch.sigmoid(eval_view(unet)(targets, out.image.clamp(0, 1)))
         window = max(1, int(round(cfg.mask_window * size / 128)) | 1)
-        xi = cfg.xi_fit if fitting and cfg.xi_fit is not None else cfg.xi
+        xi = cfg.xi_fit if fitting and cfg.xi_fit is not None else cfg.xi_for(model)
         return robust_mask(targets, out.image, out.mask, xi, window)
 
 
@@ -372,7 +372,7 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
     step_count = 0
     trust_window = max(3, int(round(cfg.trust_window * size / 128)) | 1)
     for _round in range(cfg.rounds):
-        mask = _e_step(cfg, targets, out, unet, size, fitting=True)
+        mask = _e_step(cfg, model, targets, out, unet, size, fitting=True)
         if lm is not None and cfg.trust_window > 0:
             trust = landmark_trust(mask, out.mask, lm, trust_window)
             objective.set_landmark_trust(trust)
@@ -383,7 +383,7 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
                 theta = torch.where(keep[:, None], refit.theta, theta)
                 with torch.no_grad():
                     out = r(theta)
-                mask = _e_step(cfg, targets, out, unet, size, fitting=True)
+                mask = _e_step(cfg, model, targets, out, unet, size, fitting=True)
         best = torch.full((b,), math.inf, dtype=dt, device=dev)
         for step in range(cfg.steps):
             x = theta.detach().requires_grad_()
@@ -421,13 +421,13 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
 
     # 4. final E-step (out is the render of the final θ)
     with torch.no_grad():
-        final_loss, out = objective(theta, _e_step(cfg, targets, out, unet, size, fitting=True))
+        final_loss, out = objective(theta, _e_step(cfg, model, targets, out, unet, size, fitting=True))
         bad = ~torch.isfinite(final_loss) & ~diverged
         if bool(bad.any()):
             theta = torch.where(bad[:, None], good, theta)
             diverged = diverged | bad
             out = r(theta)
-        mask = _e_step(cfg, targets, out, unet, size)
+        mask = _e_step(cfg, model, targets, out, unet, size)
     loss = torch.stack(history, 1) if history else torch.zeros(b, 0, dtype=dt, device=dev)
     if loss.shape[1] >= 4 and cfg.steps >= 4:
         last = loss[:, -cfg.steps:]

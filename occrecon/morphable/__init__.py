@@ -17,8 +17,9 @@ from .export import read_obj, write_obj, write_ply
 from .layout import DEEP3D_ORDER, ParamLayout
 from .loaders import FORMATS, convert_ict_obj, load_bfm2017, load_deep3d, load_ict_npz, load_model, load_sfm
 from .model import FORMAT_VERSION, MorphableModel
+from .shipped import DEFAULT_MODEL, default_model, resolve_model
 
 __all__ = ["ParamLayout", "DEEP3D_ORDER", "MorphableModel", "FORMAT_VERSION", "FORMATS", "load_model",
            "load_ict_npz", "convert_ict_obj", "load_sfm", "load_bfm2017", "load_deep3d", "laplacian_albedo",
            "MEAN_SKIN_ALBEDO", "front_face_mask", "write_obj", "write_ply", "read_obj", "weighted_pca", "mirror_map",
-           "with_learned_albedo"]
+           "with_learned_albedo", "DEFAULT_MODEL", "default_model", "resolve_model"]
