@@ -348,3 +348,17 @@ def test_xi_follows_the_models_albedo(ict):
     cfg = fit_preset("fast")
     assert cfg.xi is None and cfg.xi_for(ict) == XI_PRIOR == 0.27 and cfg.xi_for(default_model()) == XI_LEARNED
     assert cfg.replace(xi=0.2).xi_for(ict) == 0.2
+
+
+def test_randomised_svd_of_large_builds_gives_the_same_modes(monkeypatch):
+    from occrecon.morphable import appearance as A
+
+    rng = np.random.default_rng(4)
+    x = (rng.normal(size=(200, 30)) * np.linspace(3, 0.2, 30)) @ rng.normal(size=(30, 400))
+    w = (rng.random(x.shape) > 0.2).astype(float)
+    exact = weighted_pca(np.where(w > 0, x, 0), w, 8, iterations=30)
+    monkeypatch.setattr(A, "RANDOMISED_ABOVE", 1000)
+    fast = weighted_pca(np.where(w > 0, x, 0), w, 8, iterations=30)
+    assert np.linalg.svd(fast.directions @ exact.directions.T, compute_uv=False).min() > 0.9999
+    np.testing.assert_allclose(fast.std, exact.std, rtol=1e-4)
+    assert np.abs(fast.mean - exact.mean).max() < 1e-3 * np.abs(x).max()

@@ -176,7 +176,7 @@ def _prepare(records, size: int, log):
 
 def build_albedo_model(model: MorphableModel, records, *, components: int = 80, rounds: int = 3, size: int = 224,
                        fit_size: int = 128, preset: str = "fast", batch_size: int = 16, licence: str = "licensed",
-                       command: str = "", log=print) -> tuple[MorphableModel, dict]:
+                       command: str = "", pca_iterations: int = 200, log=print) -> tuple[MorphableModel, dict]:
     """Fit every face of ``records`` (:class:`~occrecon.data.faces.FaceRecord`) and build the learned albedo and
     illumination prior (see the module docstring and :func:`albedo_model_from_images`).
 
@@ -207,7 +207,7 @@ def build_albedo_model(model: MorphableModel, records, *, components: int = 80, 
     }
     learned, report = albedo_model_from_images(model, images, lms, components=components, rounds=rounds,
                                                fit_size=fit_size, preset=preset, batch_size=batch_size,
-                                               provenance=provenance, log=log)
+                                               provenance=provenance, pca_iterations=pca_iterations, log=log)
     report["left_out"] = len(records) - len(used)
     return learned, report
 
@@ -225,7 +225,7 @@ def _check_build_args(components: int, rounds: int, faces: int) -> None:
 def albedo_model_from_images(model: MorphableModel, images: torch.Tensor, landmarks: torch.Tensor | None, *,
                              components: int = 80, rounds: int = 3, fit_size: int | None = 128,
                              preset: str = "fast", batch_size: int = 16, theta: torch.Tensor | None = None,
-                             provenance: dict | None = None, log=print) -> tuple[MorphableModel, dict]:
+                             provenance: dict | None = None, pca_iterations: int = 200, log=print) -> tuple[MorphableModel, dict]:
     """The build on aligned crops (see the module docstring).
 
     Args:
@@ -295,7 +295,7 @@ def albedo_model_from_images(model: MorphableModel, images: torch.Tensor, landma
     values[:, unseen] = mean[unseen]
     weights[:, unseen] = 1e-3
     pca = weighted_pca(values.reshape(n, v * 3), np.clip(np.repeat(weights, 3, axis=1), 0, 1), components,
-                       iterations=200, tol=1e-6)
+                       iterations=pca_iterations, tol=1e-6)
     g = gamma_to_theta(gamma, 0.0).double().numpy()  # full coefficients (ambient included), θ order
     sh_mean = g.mean(0)
     sh_cov = (np.cov(g, rowvar=False) if n > 1 else np.zeros((27, 27))) + SH_COV_FLOOR * np.eye(27)
@@ -331,7 +331,8 @@ def run_albedo_build(args: argparse.Namespace) -> int:
     command = "occrecon " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("occrecon") else ""
     learned, report = build_albedo_model(model, records, components=args.components, rounds=args.rounds,
                                          size=args.size, fit_size=args.fit_size, preset=args.preset,
-                                         batch_size=args.batch_size, licence=args.licence, command=command)
+                                         batch_size=args.batch_size, licence=args.licence, command=command,
+                                         pca_iterations=args.pca_iterations)
     learned.provenance["split"] = split
     out = learned.save(args.out, compact=args.compact)
     Path(str(out) + ".json").write_text(json.dumps(report, indent=1))
@@ -363,6 +364,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=224, help="crop size the colours are read at (default 224)")
     p.add_argument("--fit-size", type=int, default=128, help="image size of the fit (default 128)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--pca-iterations", type=int, default=200, help="EM-PCA iterations at most (default 200)")
     p.add_argument("--limit", type=int, default=0, help="use only the first N faces")
     p.add_argument("--compact", action="store_true", help="float16 bases, compressed (a model to ship)")
     p.add_argument("--out", required=True, help="output model .npz (a report is written beside it)")
