@@ -84,8 +84,9 @@ KERNEL_TESTS ?= tests/test_rasterize.py tests/test_reference_raster.py tests/tes
   tests/test_neighbour_min.py tests/test_sh_shade.py tests/test_vertex_normals.py tests/test_face_renderer.py \
   tests/test_kernel_hardening.py
 ASAN_REPORTS := $(ASAN_BUILD)/reports
+ASAN_FUZZ_CASES ?= 3000
 # libstdc++ is preloaded too: python links none, and ASan must find __cxa_throw when it starts.
-ASAN_ENV = LD_PRELOAD=$$($(CXX_FOR_ASAN) -print-file-name=libasan.so):$$($(CXX_FOR_ASAN) -print-file-name=libstdc++.so) \
+ASAN_ENV = OCCRECON_FUZZ_CASES=$(ASAN_FUZZ_CASES) LD_PRELOAD=$$($(CXX_FOR_ASAN) -print-file-name=libasan.so):$$($(CXX_FOR_ASAN) -print-file-name=libstdc++.so) \
   ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:max_allocation_size_mb=8192:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0:log_path=$(CURDIR)/$(ASAN_REPORTS)/asan:log_exe_name=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(CURDIR)/$(ASAN_REPORTS)/ubsan:log_exe_name=1
 $(ASAN_VENV)/bin/.deps-installed: requirements/cpu.txt
