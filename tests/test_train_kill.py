@@ -6,6 +6,7 @@ stray temp file. Each kill is a real SIGKILL of a small training subprocess (``c
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import shutil
 import signal
@@ -35,7 +36,9 @@ from pathlib import Path
 from occrecon.train import checkpoint as ck, logs
 from occrecon.train.config import TrainConfig
 from occrecon.train.loop import Trainer
+import torch
 
+torch.set_num_threads(1)  # as the parent's runs (one_thread): CPU kernels' reduction order depends on the threads
 cfg = TrainConfig.from_yaml(sys.argv[1])
 mode, stage, n = sys.argv[2], sys.argv[3], int(sys.argv[4])
 writes = {"n": 0}
@@ -105,10 +108,23 @@ def read_log(out: Path, stage: str) -> list[dict[str, str]]:
         return [{k: v for k, v in r.items() if k != "seconds"} for r in csv.DictReader(f)]
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Train on one intra-op thread, as the child does: a run's bits depend on the thread count (the reduction order of
+    some CPU kernels, e.g. in torch builds with CUDA), and other tests of the session may have changed it."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def straight(dataset, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("straight")
-    Trainer(small_config(dataset, out)).run()
+    with one_thread():
+        Trainer(small_config(dataset, out)).run()
     return out
 
 
@@ -141,7 +157,8 @@ def test_sigkill_then_resume_ends_like_a_straight_run(dataset, straight, tmp_pat
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     if mode == "during":
         assert [p.name[:len(".init.pt.")] for p in out.glob(".*.tmp")] == [".init.pt." if n == 1 else ".last.pt."]
-    Trainer(cfg, resume=True).run()
+    with one_thread():
+        Trainer(cfg, resume=True).run()
     assert_same_run(out, straight)
 
 
@@ -157,7 +174,8 @@ def test_resume_recreates_a_lost_stage_file_from_last(dataset, straight, tmp_pat
     elif damage == "truncated":
         (out / "init.pt").write_bytes((straight / "init.pt").read_bytes()[:1000])
     (out / ".last.pt.a1b2c3d4.tmp").write_bytes(b"half a checkpoint")  # and a kill mid-write left this
-    Trainer(small_config(dataset, out), resume=True, allow_config_change=True).run()  # logging.out_dir differs
+    with one_thread():
+        Trainer(small_config(dataset, out), resume=True, allow_config_change=True).run()  # logging.out_dir differs
     assert_same_run(out, straight)
 
 
@@ -170,5 +188,6 @@ def test_resume_from_a_stage_file_when_last_is_missing(dataset, straight, tmp_pa
     cfg = small_config(dataset, out)
     with pytest.raises(FileExistsError, match="init.pt"):
         Trainer(cfg)  # a fresh run must not overwrite it
-    Trainer(cfg, resume=True, allow_config_change=True).run()
+    with one_thread():
+        Trainer(cfg, resume=True, allow_config_change=True).run()
     assert_same_run(out, straight)
