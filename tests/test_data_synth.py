@@ -17,7 +17,10 @@ from occrecon.data.ibug import IBUG_FLIP, flip_landmarks
 from occrecon.data.occluders import (KINDS, PROCEDURAL_LICENCE, FaceFrame, OccluderLayer, OccluderLibrary, composite,
                                      draw_occluder,
                                      is_permissive, place_sprite)
-from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region)
+from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region,
+                                 resolve_appearance)
+from occrecon.fit.appearance import gamma_to_theta, theta_to_gamma
+from occrecon.morphable import MorphableModel, with_learned_albedo
 from occrecon.data.warp import similarity_matrix
 
 pytestmark = pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not found")
@@ -458,3 +461,223 @@ def test_augment_matches_the_numpy_warp():
                                    atol=1e-4)
     with pytest.raises(ValueError, match="mask"):
         augment(img, mask[:10], lms, m, False)
+
+
+# ------------------------------------------------------------------------------------------------ appearance
+
+def _tiny_model() -> MorphableModel:
+    """12 vertices, 3 identity, 2 expression and 4 albedo modes (a generic prior: ``albedo_source`` 'model')."""
+    rng = np.random.default_rng(7)
+    v = 12
+    return MorphableModel(rng.normal(size=(v, 3)) * 50, rng.normal(size=(3, v, 3)), rng.normal(size=(2, v, 3)),
+                          rng.uniform(0.3, 0.7, (v, 3)), rng.normal(size=(4, v, 3)) * 0.05,
+                          np.array([[0, 1, 2], [2, 3, 4]], np.int32), np.full(68, -1), units="mm", name="tiny")
+
+
+def _light_prior(dc: float = 0.8, sd: float = 0.04, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """A full-coefficient SH prior (ambient included): DC ``dc`` per channel, a frontal band-1 term, correlated
+    coefficients of spread ~``sd``."""
+    rng = np.random.default_rng(seed)
+    mean = rng.normal(0, 0.05, 27)
+    mean[[0, 9, 18]] = dc
+    mean[[2, 11, 20]] += 0.1
+    a = rng.normal(size=(27, 27))
+    return mean, sd ** 2 * (a @ a.T / 27 + 0.2 * np.eye(27))
+
+
+def _learned(model, k: int = 5, prior: bool = True, dc: float = 0.8, sd: float = 0.04) -> MorphableModel:
+    """``model`` with a learned albedo of ``k`` std-scaled modes and (``prior``) an illumination prior."""
+    rng = np.random.default_rng(2)
+    v = model.n_vertices
+    sh_mean, sh_cov = _light_prior(dc, sd) if prior else (None, None)
+    return with_learned_albedo(model, rng.uniform(0.35, 0.65, (v, 3)), rng.normal(0, 0.03, (k, v, 3)),
+                               sh_mean=sh_mean, sh_cov=sh_cov, provenance={})
+
+
+def _draws(model, n: int, config: SynthConfig | None = None, **kw) -> np.ndarray:
+    return np.stack([random_theta(np.random.default_rng([5, i]), model, config, **kw) for i in range(n)])
+
+
+def _assert_moments(x: np.ndarray, mean: np.ndarray, cov: np.ndarray) -> None:
+    """Sample mean and covariance of ``x (n, d)`` within 5 standard errors of ``mean`` and ``cov`` (the standard
+    error of a Gaussian sample covariance entry is sqrt((Σii Σjj + Σij²) / n))."""
+    n = len(x)
+    sd = np.sqrt(np.diag(cov))
+    assert (np.abs(x.mean(0) - mean) < 5 * sd / np.sqrt(n)).all(), np.abs(x.mean(0) - mean) / (sd / np.sqrt(n))
+    se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov ** 2) / n)
+    err = np.abs(np.cov(x, rowvar=False) - cov) / se
+    assert err.max() < 5, err.max()
+
+
+#: θ of the tiny model drawn by random_theta before the appearance setting existed (seeds 0, 1, 2 with the default
+#: config; seed 9 with tex_std 0.5, id_std 0.7 and distance 500): legacy must reproduce them.
+LEGACY_THETA = {
+    0: [
+        0.1257302165031433, -0.13210485875606537, 0.6404226422309875, 0.7302044630050659, 0.0, 50.86797332763672,
+        -0.762962818145752, -66.30000305175781, 24.346763610839844, -0.16982631385326385, 0.38032007217407227,
+        0.02170904353260994, 0.01215347833931446, -0.1330389380455017, 0.22651633620262146, 0.18069404363632202,
+        0.00564073771238327, -0.044609956443309784, -0.05530352145433426, -0.027463549748063087, 0.013211707584559917,
+        -0.027283277362585068, -0.1330389380455017, 0.22651633620262146, 0.18069404363632202, 0.00564073771238327,
+        -0.044609956443309784, -0.05530352145433426, -0.027463549748063087, 0.013211707584559917, -0.017686916515231133,
+        -0.1330389380455017, 0.22651633620262146, 0.18069404363632202, 0.00564073771238327, -0.044609956443309784,
+        -0.05530352145433426, -0.027463549748063087, 0.013211707584559917, 5.653401851654053, -3.332357168197632,
+        -36.49034881591797
+    ],
+    1: [
+        0.3455841839313507, 0.8216181397438049, 0.3304370641708374, 0.0, 0.6621620655059814, 10.880393028259277,
+        -3.800356388092041, -11.155668258666992, 7.018048286437988, -0.02434844896197319, -0.38323062658309937,
+        -0.05072992295026779, -0.04238656908273697, 0.2588127553462982, 0.3432580232620239, -0.5422325134277344,
+        -0.11334079504013062, -0.01048632524907589, -0.025331424549221992, 0.012818579562008381, 0.013039316050708294,
+        0.006418563425540924, 0.2588127553462982, 0.3432580232620239, -0.5422325134277344, -0.11334079504013062,
+        -0.01048632524907589, -0.025331424549221992, 0.012818579562008381, 0.013039316050708294, -0.04057702794671059,
+        0.2588127553462982, 0.3432580232620239, -0.5422325134277344, -0.11334079504013062, -0.01048632524907589,
+        -0.025331424549221992, 0.012818579562008381, 0.013039316050708294, -11.524031639099121, 3.7046926021575928,
+        27.668312072753906
+    ],
+    2: [
+        0.18905338644981384, -0.5227484703063965, -0.41306355595588684, 0.5828484296798706, 0.0, 36.37798309326172,
+        -3.958996295928955, -44.602256774902344, 19.405418395996094, 0.06973519176244736, 0.4894977807998657,
+        0.09585251659154892, 0.025375191122293472, 0.06611420214176178, 0.27144739031791687, -0.20215150713920593,
+        0.046990860253572464, 0.1234021708369255, -0.0983065515756607, -0.10376469045877457, -0.0902898833155632,
+        0.04124600067734718, 0.06611420214176178, 0.27144739031791687, -0.20215150713920593, 0.046990860253572464,
+        0.1234021708369255, -0.0983065515756607, -0.10376469045877457, -0.0902898833155632, 0.05775653198361397,
+        0.06611420214176178, 0.27144739031791687, -0.20215150713920593, 0.046990860253572464, 0.1234021708369255,
+        -0.0983065515756607, -0.10376469045877457, -0.0902898833155632, -8.942776679992676, 11.533490180969238,
+        17.98114585876465
+    ],
+    'cfg': [
+        -0.5619858503341675, 0.16999493539333344, -1.1594418287277222, 0.0, 0.0, 33.16178512573242, -9.19993782043457,
+        -39.53990173339844, 20.187469482421875, 0.14902137219905853, -0.19309957325458527, 0.1075124740600586,
+        0.043747276067733765, -0.30453407764434814, 0.34518349170684814, -0.018805166706442833, -0.023106815293431282,
+        0.04865085706114769, -0.053482308983802795, 0.046056438237428665, -0.07027442753314972, -0.0023528486490249634,
+        -0.30453407764434814, 0.34518349170684814, -0.018805166706442833, -0.023106815293431282, 0.04865085706114769,
+        -0.053482308983802795, 0.046056438237428665, -0.07027442753314972, 0.047931522130966187, -0.30453407764434814,
+        0.34518349170684814, -0.018805166706442833, -0.023106815293431282, 0.04865085706114769, -0.053482308983802795,
+        0.046056438237428665, -0.07027442753314972, -1.9480267763137817, 1.5890841484069824, -1.1135051250457764
+    ],
+}
+
+
+def test_legacy_theta_is_unchanged():
+    model = _tiny_model()
+    slices = [model.layout.slice(k) for k in ("id", "exp", "angle", "gamma", "trans")]
+    cases = [(seed, SynthConfig(appearance=a), {}) for seed in (0, 1, 2) for a in ("legacy", "auto")]
+    cases.append(("cfg", SynthConfig(tex_std=0.5, id_std=0.7, appearance="legacy"), {"distance": 500.0}))
+    for key, cfg, kw in cases:
+        th = random_theta(np.random.default_rng(9 if key == "cfg" else key), model, cfg, **kw)
+        want = np.array(LEGACY_THETA[key], np.float32)
+        assert th.dtype == np.float32 and th.shape == want.shape
+        for s in slices:  # plain random draws: bit for bit
+            np.testing.assert_array_equal(th[s], want[s])
+        # the skin-tone shift goes through a pseudo-inverse (LAPACK): equal here, allowed its last bits elsewhere
+        np.testing.assert_allclose(th[model.layout.slice("tex")], want[model.layout.slice("tex")], rtol=0, atol=1e-6)
+
+
+def test_learned_light_draws_have_the_priors_mean_and_covariance():
+    model = _learned(_tiny_model())
+    mean, cov = model.sh_mean.double().numpy(), model.sh_cov.double().numpy()
+    for ambient in (0.8, 0.5):
+        th = _draws(model, 4000, ambient=ambient)
+        light = th[:, model.layout.slice("gamma")].astype(np.float64)
+        full = gamma_to_theta(theta_to_gamma(torch.from_numpy(light), ambient), 0.0).numpy()  # ambient back on DC
+        np.testing.assert_allclose(full[:, [0, 9, 18]], light[:, [0, 9, 18]] + ambient, atol=1e-6)
+        _assert_moments(full, mean, cov)
+    # the default ambient is the renderer's, and the synthetic renderer uses the default
+    from occrecon.render.face import DEFAULT_AMBIENT
+
+    np.testing.assert_array_equal(_draws(model, 3), _draws(model, 3, ambient=DEFAULT_AMBIENT))
+
+
+def test_learned_light_draws_have_a_positive_dc_term():
+    model = _learned(_tiny_model(), dc=0.05, sd=0.1)  # a DC term that is often negative in the raw prior
+    th = _draws(model, 500, ambient=0.8)
+    dc = th[:, model.layout.slice("gamma")][:, [0, 9, 18]] + 0.8
+    assert (dc > 0).all() and dc.min() < 0.02
+    hopeless = _learned(_tiny_model(), dc=-1.0, sd=0.01)
+    with pytest.raises(ValueError, match=r"^model tiny: its illumination prior \(sh_mean / sh_cov\) gave no light "
+                                         r"with a positive DC term in every channel in 100 draws$"):
+        random_theta(np.random.default_rng(0), hopeless)
+
+
+def test_learned_albedo_draws_have_the_models_statistics():
+    model = _learned(_tiny_model(), k=5)  # 5 modes: the layout follows the model, not 80
+    lay = model.layout
+    assert lay.size == 3 + 2 + 5 + 3 + 27 + 3
+    basis = model.albedo_basis.double().numpy()
+    for tex_std, want in ((None, 1.0), (0.5, 0.5)):
+        tex = _draws(model, 4000, SynthConfig(tex_std=tex_std))[:, lay.slice("tex")].astype(np.float64)
+        _assert_moments(tex, np.zeros(5), np.eye(5) * want ** 2)
+        albedo = model.albedo_mean.double().numpy().reshape(-1) + tex @ basis.reshape(5, -1)  # (n, V·3)
+        _assert_moments(albedo[:, :6], model.albedo_mean.double().numpy().reshape(-1)[:6],
+                        want ** 2 * basis.reshape(5, -1)[:, :6].T @ basis.reshape(5, -1)[:, :6])
+    # no global skin-tone shift: the legacy draw of the same model darkens the mean colour by ~17 % on average
+    legacy = _draws(model, 400, SynthConfig(appearance="legacy"))[:, lay.slice("tex")].astype(np.float64)
+    shift = (legacy @ basis.mean(1)).mean(0) / model.albedo_mean.double().numpy().mean(0)
+    assert (shift < -0.1).all(), shift
+
+
+def test_auto_picks_learned_only_for_a_learned_albedo_with_a_light_prior():
+    generic, learned, no_prior = _tiny_model(), _learned(_tiny_model()), _learned(_tiny_model(), prior=False)
+    assert [resolve_appearance(m) for m in (generic, learned, no_prior)] == ["legacy", "learned", "legacy"]
+    assert resolve_appearance(learned, "legacy") == "legacy" and resolve_appearance(learned, "learned") == "learned"
+    for model, used in ((generic, "legacy"), (learned, "learned"), (no_prior, "legacy")):
+        np.testing.assert_array_equal(_draws(model, 3), _draws(model, 3, SynthConfig(appearance=used)))
+    assert not np.array_equal(_draws(learned, 3), _draws(learned, 3, SynthConfig(appearance="legacy")))
+
+
+def test_a_bad_appearance_is_one_clear_error(tmp_path, capsys):
+    from occrecon.cli import main
+
+    msg = "appearance: expected one of 'auto', 'learned', 'legacy', got 'pretty'"
+    with pytest.raises(ValueError, match=f"^{msg}$"):
+        SynthConfig(appearance="pretty").validate()
+    with pytest.raises(ValueError, match=f"^{msg}$"):
+        random_theta(np.random.default_rng(0), _tiny_model(), SynthConfig(appearance="pretty"))
+    with pytest.raises(ValueError, match=f"^{msg}$"):
+        generate_dataset(tmp_path / "api", 1, 0, appearance="pretty", progress=False)
+    out = tmp_path / "cli"
+    assert main(["data", "synth", "--out", str(out), "--synthetic", "1", "--appearance", "pretty"]) == 2
+    assert capsys.readouterr().err == f"occrecon data synth: error: {msg}\n"
+    assert not out.exists() and not (tmp_path / "api").exists()
+
+
+def test_learned_appearance_with_a_model_without_prior_names_the_model(tmp_path, capsys):
+    from occrecon.cli import main
+
+    with pytest.raises(ValueError, match=r"^appearance 'learned': model tiny has no illumination prior \(sh_mean / "
+                                         r"sh_cov\) and no learned albedo \(albedo_source 'model'\)"):
+        random_theta(np.random.default_rng(0), _tiny_model(), SynthConfig(appearance="learned"))
+    with pytest.raises(ValueError, match=r"^appearance 'learned': model tiny has no illumination prior \(sh_mean / "
+                                         r"sh_cov\); use"):
+        random_theta(np.random.default_rng(0), _learned(_tiny_model(), prior=False), SynthConfig(appearance="learned"))
+    out = tmp_path / "cli"
+    sfm = assets.shared_dir() / "assets/models/sfm_3448.npz"
+    assert main(["data", "synth", "--out", str(out), "--synthetic", "1", "--appearance", "learned"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"occrecon data synth: error: appearance 'learned': model {sfm} has no illumination prior")
+    assert err.count("\n") == 1 and "Traceback" not in err and not out.exists()
+
+
+def test_synth_with_a_learned_model_end_to_end(ict, tmp_path, capsys):
+    from occrecon.cli import main
+
+    path = _learned(ict, k=6).save(tmp_path / "learned.npz")
+    out = tmp_path / "ds"
+    assert main(["data", "synth", "--out", str(out), "--synthetic", "2", "--seed", "3", "--model", str(path),
+                 "--appearance", "learned", "--occluded-fraction", "0", "--workers", "1"]) == 0
+    assert "wrote 2 samples" in capsys.readouterr().out
+    assert "appearance: learned\n" in (out / "README.txt").read_text()
+    theta = np.load(out / "theta.npy")
+    gen = SampleGenerator(seed=3, config=SynthConfig(occluded_fraction=0.0), model_path=path, sources=[])
+    lay = gen.renderer.layout
+    assert gen.renderer.model.n_tex == 6 and theta.shape == (2, lay.size) == (2, ict.n_id + ict.n_exp + 6 + 33)
+    for i in range(2):
+        rng = np.random.default_rng([3, 0, i])  # (seed, SYNTHETIC_STREAM, index)
+        np.testing.assert_array_equal(theta[i], random_theta(rng, gen.renderer.model, gen.config, gen.renderer.distance,
+                                                             gen.renderer.ambient))
+        s = gen.synthetic(i)
+        face = s.image[s.region > 0].astype(np.float64) / 255
+        assert 0.15 < face.mean() < 0.85 and (face >= 254 / 255).mean() < 0.05  # lit like a face, not blown out
+    auto = generate_dataset(tmp_path / "auto", 1, 0, seed=3, model_path=path, progress=False)["root"]
+    assert "appearance: learned (auto)\n" in (auto / "README.txt").read_text()
+    np.testing.assert_array_equal(np.load(auto / "theta.npy")[0], theta[0])

@@ -2,8 +2,13 @@
 
 ```
 occrecon data synth --out DIR --synthetic N --real N --seed S [--model PATH] [--permissive-only]
-                    [--occluded-fraction F] [--max-occluders K] [--workers W] [--overwrite]
+                    [--occluded-fraction F] [--max-occluders K] [--appearance auto|learned|legacy]
+                    [--workers W] [--overwrite]
 ```
+``--appearance`` (``occrecon.data.synth.random_theta``): ``learned`` draws the synthetic faces' albedo from the
+model's learned albedo and their light from its illumination prior (a model built by ``occrecon model albedo
+build``), ``legacy`` the generic prior with a random skin tone and hand-set light ranges; ``auto`` (the default) is
+``learned`` for a model that has both, else ``legacy``. The dataset's ``README.txt`` records which one was used.
 Samples are written by ``W`` processes (spawned; each draws sample ``i`` from its own generator seeded with
 ``(seed, stream, i)``), so the folder is byte-identical for any ``W`` and any order.
 """
@@ -44,16 +49,20 @@ def _make(task: tuple[str, int]) -> dict:
 def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int = 0,
                      model_path: str | Path | None = None, permissive_only: bool = False,
                      occluded_fraction: float = 0.75, max_occluders: int = 3, workers: int = 1,
-                     overwrite: bool = False, progress: bool = True) -> dict:
+                     overwrite: bool = False, progress: bool = True, appearance: str = "auto") -> dict:
     """Write ``n_synthetic`` synthetic and ``n_real`` real occlusion samples into the folder ``out``.
 
+    ``appearance``: albedo and light of the synthetic faces, ``"auto"``, ``"learned"`` or ``"legacy"``
+    (:func:`occrecon.data.synth.resolve_appearance`); the one used is recorded in ``README.txt``.
+
     Returns ``{"root": Path, "samples": int, "seconds": float, "samples_per_s": float}``. Raises ValueError on
-    negative or all-zero counts, ``workers < 1``, or an ``out`` that already holds a dataset (unless
-    ``overwrite``: then its dataset files are replaced)."""
+    negative or all-zero counts, ``workers < 1``, a bad ``appearance`` (or ``"learned"`` with a model without a
+    learned albedo and illumination prior), or an ``out`` that already holds a dataset (unless ``overwrite``: then
+    its dataset files are replaced); FileNotFoundError for a missing model."""
     from tqdm import tqdm
 
     from .dataset import finish_dataset
-    from .synth import SynthConfig, load_real_faces
+    from .synth import SynthConfig, load_real_faces, resolve_appearance, synth_model_path
 
     if n_synthetic < 0 or n_real < 0:
         raise ValueError(f"n_synthetic and n_real must be >= 0, got {n_synthetic}, {n_real}")
@@ -61,15 +70,24 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
         raise ValueError("n_synthetic, n_real: nothing to generate (both are 0)")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
+    config = SynthConfig(occluded_fraction=occluded_fraction, max_occluders=max_occluders, appearance=appearance)
+    config.validate()
     root = Path(out)
     existing = [n for n in _OUTPUT_NAMES if (root / n).exists()]
     if existing and not overwrite:
         raise ValueError(f"out: {root} already holds a dataset ({', '.join(existing)}); pass overwrite=True")
+    info = {"seed": seed, "model": Path(model_path or "shared/assets/models/sfm_3448.npz").name,
+            "permissive_only": permissive_only, "occluded_fraction (target)": occluded_fraction,
+            "max_occluders": max_occluders}
+    if n_synthetic:
+        from ..morphable import load_model
+
+        path = synth_model_path(model_path)
+        used = resolve_appearance(load_model(path), appearance, path)
+        info["appearance"] = f"{used} (auto)" if appearance == "auto" else used
     for n in existing:
         shutil.rmtree(root / n) if (root / n).is_dir() else (root / n).unlink()
     root.mkdir(parents=True, exist_ok=True)
-    config = SynthConfig(occluded_fraction=occluded_fraction, max_occluders=max_occluders)
-    config.validate()
     kwargs = {"seed": seed, "config": config, "model_path": model_path, "permissive_only": permissive_only}
     if n_real:
         kwargs["real_faces"] = load_real_faces(config.size)
@@ -104,9 +122,7 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
     finally:
         bar.close()
     seconds = time.perf_counter() - t0
-    model = model_path or "shared/assets/models/sfm_3448.npz"
-    finish_dataset(root, records, {"seed": seed, "model": Path(model).name, "permissive_only": permissive_only,
-                                   "occluded_fraction (target)": occluded_fraction, "max_occluders": max_occluders})
+    finish_dataset(root, records, info)
     return {"root": root, "samples": len(tasks), "seconds": seconds, "samples_per_s": len(tasks) / seconds}
 
 
@@ -114,7 +130,8 @@ def _synth_command(args: argparse.Namespace) -> int:
     try:
         res = generate_dataset(args.out, args.synthetic, args.real, seed=args.seed, model_path=args.model,
                                permissive_only=args.permissive_only, occluded_fraction=args.occluded_fraction,
-                               max_occluders=args.max_occluders, workers=args.workers, overwrite=args.overwrite)
+                               max_occluders=args.max_occluders, workers=args.workers, overwrite=args.overwrite,
+                               appearance=args.appearance)
     except (ValueError, FileNotFoundError) as e:
         print(f"occrecon data synth: error: {e}", file=sys.stderr)
         return 2
@@ -138,6 +155,10 @@ def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--occluded-fraction", type=float, default=0.75, metavar="F",
                    help="probability that a sample gets occluders (default 0.75)")
     p.add_argument("--max-occluders", type=int, default=3, metavar="K", help="occluders per sample, 1..K (default 3)")
+    p.add_argument("--appearance", default="auto", metavar="auto|learned|legacy",
+                   help="albedo and light of the synthetic faces: learned (the model's learned albedo and "
+                        "illumination prior), legacy (generic prior, random skin tone, hand-set light ranges) or "
+                        "auto (default: learned when the model has both)")
     p.add_argument("--workers", type=int, default=2, metavar="W", help="processes (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.set_defaults(func=_synth_command)

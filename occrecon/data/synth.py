@@ -1,11 +1,15 @@
 """Occlusion samples with exact ground truth: synthetic renders and real aligned faces, composited with occluders.
 
 (a) **Synthetic faces**: a ``MorphableModel`` (SFM 3448 by default) rendered by ``occrecon.render.FaceRenderer``
-with random θ (identity/expression/albedo from the prior, a random skin tone, pose within ±30° yaw and ±15°
-pitch/roll, a small translation, random SH light around the renderer's ambient) over a random background (smooth
-noise, gradients, textures or a crop of another image). GT: θ, the renderer's 68 landmark projections (**NaN where
-the model has no landmark vertex**: SFM has no jaw contour except the chin; they stay NaN in every output), and
-the face region = Φ (the rendered region).
+with random θ (identity/expression from the prior, pose within ±30° yaw and ±15° pitch/roll, a small translation)
+over a random background (smooth noise, gradients, textures or a crop of another image). Albedo and light follow
+``SynthConfig.appearance`` (:func:`random_theta`): *learned* (the default for a model with a learned albedo and an
+illumination prior, ``occrecon model albedo build``) draws the albedo from the learned model and the light from the
+prior of real-photo fits, so renders look like people; *legacy* (the default for every other model) draws the
+albedo from the model's prior with a random global skin tone, and the light from hand-set ranges around the
+renderer's ambient. GT: θ, the renderer's 68 landmark projections (**NaN where the model has no landmark vertex**:
+SFM has no jaw contour except the chin; they stay NaN in every output), and the face region = Φ (the rendered
+region).
 
 (b) **Real faces**: the development photos (``shared/assets/faces/dev``, aligned to 224² from their 5-point
 detections with ``align_face``) and ``skimage.data.astronaut()`` (5 points from ``detect_landmarks``); the 68
@@ -36,9 +40,10 @@ from .occluders import KINDS, ImageSource, OccluderLayer, OccluderLibrary, compo
 from .align import transform_points, warp_affine
 from .warp import similarity_matrix
 
-__all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "random_background",
-           "real_face_region", "load_real_faces", "image_sources", "occlude", "apply_occluders", "BROW_RAISE",
-           "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM", "SKIMAGE_SOURCES"]
+__all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "resolve_appearance",
+           "synth_model_path", "random_background", "real_face_region", "load_real_faces", "image_sources", "occlude",
+           "apply_occluders", "BROW_RAISE", "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM",
+           "SKIMAGE_SOURCES", "APPEARANCES", "TEX_STD", "LIGHT_DRAWS"]
 
 #: Eyebrow points are raised by this fraction of the chin-to-brow distance to close the real-face region.
 BROW_RAISE = 0.12
@@ -46,6 +51,16 @@ BROW_RAISE = 0.12
 OCCLUDED_MIN_FRACTION = 0.01
 #: Random-stream ids: sample ``i`` of a kind uses ``np.random.default_rng([seed, stream, i])``.
 SYNTHETIC_STREAM, REAL_STREAM = 0, 1
+#: ``SynthConfig.appearance`` values: ``auto`` is ``learned`` for a model with a learned albedo and an illumination
+#: prior, else ``legacy`` (see :func:`random_theta`).
+APPEARANCES = ("auto", "learned", "legacy")
+#: Albedo coefficient spread of each appearance when ``SynthConfig.tex_std`` is None: legacy 0.2 in the units of
+#: the model's (generic, unscaled) prior, learned 1.0 = the spread of the real faces the model was built from (its
+#: basis is scaled to standard deviations).
+TEX_STD = {"legacy": 0.2, "learned": 1.0}
+#: A learned light draw whose DC term (ambient included) is not positive in every channel is drawn again, at most
+#: this many times in all.
+LIGHT_DRAWS = 100
 
 #: scikit-image sample images used as backgrounds / cut-out sources, with the licence their docstrings state.
 SKIMAGE_SOURCES = {"astronaut": "public domain", "chelsea": "CC0", "coffee": "CC0", "rocket": "public domain",
@@ -55,7 +70,9 @@ SKIMAGE_SOURCES = {"astronaut": "public domain", "chelsea": "CC0", "coffee": "CC
 
 @dataclass
 class SynthConfig:
-    """Sampling ranges. Angles in degrees, translations in model units, sizes in pixels."""
+    """Sampling ranges. Angles in degrees, translations in model units, sizes in pixels. ``appearance``: one of
+    :data:`APPEARANCES` (:func:`random_theta`); ``tex_std``: the albedo coefficients' spread, None = the
+    appearance's own (:data:`TEX_STD`)."""
     size: int = 224
     max_occluders: int = 3
     occluded_fraction: float = 0.75
@@ -66,10 +83,12 @@ class SynthConfig:
     shift_xy: float = 0.015  # of the camera distance (15 mm at 1 m)
     shift_z: float = 0.05  # of the camera distance
     id_std: float = 1.0
-    tex_std: float = 0.2
+    tex_std: float | None = None
     expression_prob: float = 0.5
+    appearance: str = "auto"
 
     def validate(self) -> None:
+        _check_appearance(self.appearance)
         if not 0.0 <= self.occluded_fraction <= 1.0:
             raise ValueError(f"occluded_fraction must be in [0, 1], got {self.occluded_fraction}")
         if self.max_occluders < 0:
@@ -116,6 +135,7 @@ class RealFace:
 
 
 _TONE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LIGHT_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _tone_basis(model) -> tuple[np.ndarray, np.ndarray]:
@@ -125,22 +145,88 @@ def _tone_basis(model) -> tuple[np.ndarray, np.ndarray]:
     return _TONE_CACHE[model]
 
 
+def _check_appearance(appearance) -> None:
+    if appearance not in APPEARANCES:
+        raise ValueError(f"appearance: expected one of {', '.join(map(repr, APPEARANCES))}, got {appearance!r}")
+
+
+def resolve_appearance(model, appearance: str = "auto", source: str | Path | None = None) -> str:
+    """``"learned"`` or ``"legacy"``: what :func:`random_theta` draws for ``model`` under ``appearance`` (``"auto"``:
+    learned when the model has a learned albedo, ``albedo_source == "learned"``, and an illumination prior,
+    ``sh_mean``/``sh_cov``; else legacy). ValueError for a value not in :data:`APPEARANCES`, and for ``"learned"``
+    with a model that lacks either (named by ``source``, default the model's name)."""
+    _check_appearance(appearance)
+    missing = []
+    if getattr(model, "sh_mean", None) is None:
+        missing.append("no illumination prior (sh_mean / sh_cov)")
+    if getattr(model, "albedo_source", None) != "learned":
+        missing.append(f"no learned albedo (albedo_source {getattr(model, 'albedo_source', None)!r})")
+    if appearance == "auto":
+        return "legacy" if missing else "learned"
+    if appearance == "learned" and missing:
+        raise ValueError(f"appearance 'learned': model {source or model.name} has {' and '.join(missing)}; use a "
+                         f"model built by 'occrecon model albedo build', or appearance 'legacy'")
+    return appearance
+
+
+def _light_prior(model) -> tuple[np.ndarray, np.ndarray]:
+    """The illumination prior's ``(27,)`` mean and the Cholesky factor ``(27, 27)`` of its covariance (float64,
+    cached per model)."""
+    if model not in _LIGHT_CACHE:
+        cov = model.sh_cov.detach().double().cpu().numpy()
+        _LIGHT_CACHE[model] = (model.sh_mean.detach().double().cpu().numpy(), np.linalg.cholesky(cov))
+    return _LIGHT_CACHE[model]
+
+
+def _learned_light(rng: np.random.Generator, model, ambient: float) -> np.ndarray:
+    """θ's 27 light coefficients: a draw of the model's illumination prior (full coefficients) with a positive DC
+    term in every channel, less the renderer's ``ambient`` on the DC terms."""
+    mean, chol = _light_prior(model)
+    dc = np.arange(3) * 9
+    for _ in range(LIGHT_DRAWS):
+        light = mean + chol @ rng.standard_normal(27)
+        if (light[dc] > 0).all():
+            light[dc] -= ambient
+            return light
+    raise ValueError(f"model {model.name}: its illumination prior (sh_mean / sh_cov) gave no light with a positive "
+                     f"DC term in every channel in {LIGHT_DRAWS} draws")
+
+
+def _legacy_light(rng: np.random.Generator) -> np.ndarray:
+    """θ's 27 light coefficients from the hand-set ranges of the ``legacy`` appearance (see :func:`random_theta`)."""
+    gamma = np.zeros((3, 9))
+    gamma[:, 0] = rng.uniform(-0.1, 0.3) + rng.uniform(-0.05, 0.05, 3)
+    gamma[:, 1:4] = [rng.normal(0, 0.2), rng.uniform(0.0, 0.35), rng.normal(0, 0.2)]  # Y1 ~ -y, Y2 ~ z, Y3 ~ -x
+    gamma[:, 4:9] = rng.normal(0, 0.06, 5)
+    return gamma.reshape(-1)
+
+
 def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = None,
-                 distance: float = 1000.0) -> np.ndarray:
+                 distance: float = 1000.0, ambient: float | None = None) -> np.ndarray:
     """θ ``(model.layout.size,) float32``: identity ~ N(0, id_std²); expression: each coefficient active with
-    probability ``expression_prob``, weight U(0, 0.8); albedo ~ N(0, tex_std²) plus a global skin tone (a
-    brightness factor U(0.5, 1.15) and a small tint, realised by the minimum-norm albedo coefficients that shift
-    the mean colour); pose uniform within ±yaw/±pitch/±roll; translation uniform within ±shift·distance; SH light:
-    DC U(−0.1, 0.3) per channel (shared, plus a ±0.05 tint); band 1 shared by the channels: vertical and
-    horizontal N(0, 0.2²), frontal (toward the camera) U(0, 0.35); band 2 N(0, 0.06²)."""
+    probability ``expression_prob``, weight U(0, 0.8); pose uniform within ±yaw/±pitch/±roll; translation uniform
+    within ±shift·distance. Albedo and light depend on ``config.appearance`` (:func:`resolve_appearance`):
+
+    - ``learned``: albedo ~ N(0, tex_std²) in the learned basis (standard deviations: ``tex_std`` 1 is the spread
+      of the real faces it was built from); light ~ N(sh_mean, sh_cov), the model's illumination prior, drawn again
+      while a DC term is not positive (at most :data:`LIGHT_DRAWS` draws), less the renderer's ``ambient`` (default
+      ``occrecon.render.face.DEFAULT_AMBIENT``) on the DC terms, as θ holds it.
+    - ``legacy``: albedo ~ N(0, tex_std²) plus a global skin tone (a brightness factor U(0.5, 1.15) and a small
+      tint, realised by the minimum-norm albedo coefficients that shift the mean colour); SH light: DC U(−0.1, 0.3)
+      per channel (shared, plus a ±0.05 tint); band 1 shared by the channels: vertical and horizontal N(0, 0.2²),
+      frontal (toward the camera) U(0, 0.35); band 2 N(0, 0.06²).
+
+    ``tex_std`` None is the appearance's own, :data:`TEX_STD`."""
     cfg = config or SynthConfig()
+    appearance = resolve_appearance(model, cfg.appearance)
+    tex_std = TEX_STD[appearance] if cfg.tex_std is None else cfg.tex_std
     lay = model.layout
     theta = np.zeros(lay.size, np.float64)
     n_id, n_exp, n_tex = model.n_id, model.n_exp, model.n_tex
     theta[lay.slice("id")] = rng.normal(0, cfg.id_std, n_id)
     theta[lay.slice("exp")] = (rng.random(n_exp) < cfg.expression_prob) * rng.uniform(0, 0.8, n_exp)
-    tex = rng.normal(0, cfg.tex_std, n_tex)
-    if n_tex:
+    tex = rng.normal(0, tex_std, n_tex)
+    if appearance == "legacy" and n_tex:
         basis, mean = _tone_basis(model)
         tone = rng.uniform(0.5, 1.15)
         target = mean * (tone * (1 + rng.uniform(-0.06, 0.06, 3)) - 1)
@@ -148,11 +234,12 @@ def random_theta(rng: np.random.Generator, model, config: SynthConfig | None = N
     theta[lay.slice("tex")] = tex
     theta[lay.slice("angle")] = np.radians([rng.uniform(-cfg.pitch, cfg.pitch), rng.uniform(-cfg.yaw, cfg.yaw),
                                             rng.uniform(-cfg.roll, cfg.roll)])
-    gamma = np.zeros((3, 9))
-    gamma[:, 0] = rng.uniform(-0.1, 0.3) + rng.uniform(-0.05, 0.05, 3)
-    gamma[:, 1:4] = [rng.normal(0, 0.2), rng.uniform(0.0, 0.35), rng.normal(0, 0.2)]  # Y1 ~ -y, Y2 ~ z, Y3 ~ -x
-    gamma[:, 4:9] = rng.normal(0, 0.06, 5)
-    theta[lay.slice("gamma")] = gamma.reshape(-1)
+    if appearance == "legacy":
+        theta[lay.slice("gamma")] = _legacy_light(rng)
+    else:
+        from ..render.face import DEFAULT_AMBIENT
+
+        theta[lay.slice("gamma")] = _learned_light(rng, model, DEFAULT_AMBIENT if ambient is None else ambient)
     theta[lay.slice("trans")] = [rng.uniform(-1, 1) * cfg.shift_xy * distance,
                                  rng.uniform(-1, 1) * cfg.shift_xy * distance,
                                  rng.uniform(-1, 1) * cfg.shift_z * distance]
@@ -298,6 +385,15 @@ def occlude(rng: np.random.Generator, image: np.ndarray, region: np.ndarray, lan
     return apply_occluders(image, region, layers)
 
 
+def synth_model_path(model_path: str | Path | None = None) -> Path:
+    """The face model file of the synthetic samples: ``model_path``, or ``shared/assets/models/sfm_3448.npz`` when
+    None. FileNotFoundError naming it when it does not exist."""
+    path = Path(model_path) if model_path else assets.shared_dir() / "assets/models/sfm_3448.npz"
+    if not path.exists():
+        raise FileNotFoundError(f"model_path: {path} does not exist")
+    return path
+
+
 class SampleGenerator:
     """Deterministic sample factory: ``synthetic(i)`` and ``real(i)`` depend only on ``(seed, i)`` and the inputs.
 
@@ -319,9 +415,7 @@ class SampleGenerator:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.config = config or SynthConfig()
         self.config.validate()
-        self.model_path = Path(model_path) if model_path else assets.shared_dir() / "assets/models/sfm_3448.npz"
-        if not self.model_path.exists():
-            raise FileNotFoundError(f"model_path: {self.model_path} does not exist")
+        self.model_path = synth_model_path(model_path)
         self.library = OccluderLibrary(occluder_root, permissive_only=permissive_only)
         self.sources = image_sources(include_dev_faces=not permissive_only) if sources is None else sources
         self._real = real_faces
@@ -334,6 +428,7 @@ class SampleGenerator:
             from ..render import FaceRenderer, PerspectiveCamera
 
             model = load_model(self.model_path)
+            resolve_appearance(model, self.config.appearance, self.model_path)
             cam = PerspectiveCamera()
             if tuple(cam.image_size) != (self.config.size, self.config.size):
                 cam = PerspectiveCamera(focal=1015.0 * self.config.size / 224,
@@ -357,7 +452,7 @@ class SampleGenerator:
         theta (P,))``."""
         s = self.config.size
         r = self.renderer
-        theta = random_theta(rng, r.model, self.config, r.distance)
+        theta = random_theta(rng, r.model, self.config, r.distance, r.ambient)
         bg = random_background(rng, (s, s), self.sources)
         with torch.no_grad():
             out = r(torch.from_numpy(theta)[None], torch.from_numpy(bg).permute(2, 0, 1)[None])
