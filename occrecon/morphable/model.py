@@ -86,7 +86,8 @@ class MorphableModel(torch.nn.Module):
     - ``front_face`` ``(V,)`` bool: vertices of the photometric region; ``skin`` ``(V,)`` bool: skin vertices.
 
     Attributes: ``units`` (str), ``name`` (str), ``exp_names`` (list of str, may be empty),
-    ``albedo_source`` (str: 'model' for a learned albedo, else how the generic prior was made),
+    ``albedo_source`` (str: 'model' for a source model's own albedo (BFM, Deep3D), 'learned' for one built by
+    ``occrecon model albedo build``, else how the generic prior was made),
     ``exp_bounds`` (``(lo, hi)`` for blendshape expressions whose weights live in a range, e.g. ICT's and SFM's
     ``(0.0, 1.0)``; None for PCA expressions in standard deviations, e.g. BFM's), ``provenance`` (dict: how a
     learned albedo was built — faces, licences, command; empty otherwise).
