@@ -186,9 +186,9 @@ def _seen_normals_basis(renderer, theta: torch.Tensor, images: torch.Tensor) -> 
 
 
 def _full_gamma(theta: torch.Tensor, layout, ambient: float) -> torch.Tensor:
-    g = theta[:, layout.slice("gamma")].reshape(-1, 3, 9).clone()
-    g[:, :, 0] += ambient
-    return g.reshape(-1, 27)
+    from ..fit.light import gamma_to_theta, theta_to_gamma
+
+    return gamma_to_theta(theta_to_gamma(theta[:, layout.slice("gamma")], ambient), 0.0)
 
 
 def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int = 16, encoder_init: bool = False,

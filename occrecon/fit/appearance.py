@@ -34,7 +34,7 @@ from ..render.camera import default_camera
 from ..render.face import FaceRenderer
 from .config import fit_preset
 from .image import fit_image
-from .light import _ridge_solve, visible_vertices
+from .light import _ridge_solve, gamma_to_theta, theta_to_gamma, visible_vertices
 
 __all__ = ["AlbedoSamples", "albedo_samples", "estimate_light", "build_albedo_model", "albedo_model_from_images",
            "albedo_gallery", "theta_to_gamma",
@@ -54,20 +54,6 @@ VISIBLE_COSINE = 0.25
 LIGHT_RIDGE = 1e-3
 #: Regulariser added to the illumination prior's covariance diagonal.
 SH_COV_FLOOR = 1e-4
-
-
-def theta_to_gamma(theta_gamma: torch.Tensor, ambient: float) -> torch.Tensor:
-    """θ's flat ``(B, 27)`` [R9 | G9 | B9] light → the renderer's full ``(B, 9, 3)`` coefficients (ambient added)."""
-    g = theta_gamma.reshape(-1, 3, 9).clone()
-    g[:, :, 0] += ambient
-    return g.transpose(1, 2)
-
-
-def gamma_to_theta(gamma: torch.Tensor, ambient: float) -> torch.Tensor:
-    """The inverse of :func:`theta_to_gamma`."""
-    g = gamma.transpose(1, 2).clone()
-    g[:, :, 0] -= ambient
-    return g.reshape(-1, 27)
 
 
 @dataclass
@@ -116,10 +102,7 @@ def albedo_samples(renderer: FaceRenderer, theta: torch.Tensor, images: torch.Te
         values = torch.where(kept[..., None], obs.colour / shading.clamp_min(MIN_SHADING), torch.zeros_like(shading))
         # grazing views are the least reliable (a pixel there mixes the surface with its surroundings): the weight
         # ramps from 0 at the visibility limit to 1 at FULL_WEIGHT_COSINE
-        v_cam = renderer(theta).vertices
-        to_cam = -v_cam / v_cam.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        cos = (obs.normals * to_cam).sum(-1)
-        ramp = ((cos - VISIBLE_COSINE) / (FULL_WEIGHT_COSINE - VISIBLE_COSINE)).clamp(0, 1)
+        ramp = ((obs.cosine - VISIBLE_COSINE) / (FULL_WEIGHT_COSINE - VISIBLE_COSINE)).clamp(0, 1)
         weights = torch.where(kept, ramp.clamp_min(0.05), torch.zeros_like(ramp))
         return AlbedoSamples(values, weights.to(values.dtype), obs.colour, obs.normals, kept, gamma)
 

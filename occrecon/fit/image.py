@@ -39,7 +39,7 @@ from ..render.camera import PerspectiveCamera
 from ..render.face import FaceRenderer
 from .config import ImageFitConfig, fit_preset
 from .landmarks import LandmarkFit, _check_landmark_args, _robust_weights, face_scale, fit_landmarks
-from .light import ransac_light, visible_vertices
+from .light import gamma_to_theta, ransac_light, visible_vertices
 
 __all__ = ["FitResult", "fit_image", "robust_mask", "scaled_renderer", "landmark_trust", "check_images"]
 
@@ -180,19 +180,12 @@ def _lr_vector(layout, lr: dict, dtype, device) -> torch.Tensor:
     return v
 
 
-def _learned_light_mean(model, ambient: float) -> torch.Tensor | None:
+def _learned_light_mean(model) -> torch.Tensor | None:
     """The learned illumination prior's mean as a full ``(9, 3)`` light, or None (the model has no prior).
     ``sh_mean`` already includes the ambient (see MorphableModel)."""
     if model.sh_mean is None:
         return None
     return model.sh_mean.reshape(3, 9).transpose(0, 1)
-
-
-def _gamma_to_theta(gamma: torch.Tensor, ambient: float) -> torch.Tensor:
-    """``(B, 9, 3)`` full SH coefficients → θ's flat ``(B, 27)`` [R9 | G9 | B9] without the ambient offset."""
-    g = gamma.clone()
-    g[:, 0, :] -= ambient
-    return g.transpose(1, 2).reshape(gamma.shape[0], 27)
 
 
 class _Objective:
@@ -349,9 +342,9 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
     light = ransac_light(obs, hypotheses=cfg.ransac_hypotheses, sample=cfg.ransac_sample,
                          threshold=cfg.ransac_threshold, ambient=r.ambient, max_tint=cfg.ransac_max_tint,
                          max_brightness=cfg.ransac_max_brightness, generator=gen,
-                         prior_gamma=_learned_light_mean(model, r.ambient) if cfg.w_light_prior > 0 else None)
+                         prior_gamma=_learned_light_mean(model) if cfg.w_light_prior > 0 else None)
     gsl = lay.slice("gamma")
-    gamma0 = _gamma_to_theta(light.gamma, r.ambient)
+    gamma0 = gamma_to_theta(light.gamma, r.ambient)
     theta[:, gsl] = torch.where(light.ok[:, None], gamma0, theta[:, gsl])
     light_prior = theta[:, gsl].clone()
     initial = theta.clone()

@@ -22,10 +22,24 @@ from ..render.face import FaceRenderer
 from ..render.normals import vertex_normals
 
 __all__ = ["VertexObservations", "visible_vertices", "ransac_light", "plausible_light", "LightEstimate",
-           "MIN_VISIBLE"]
+           "MIN_VISIBLE", "theta_to_gamma", "gamma_to_theta"]
 
 #: Fewer visible vertices than this: no light estimate (the face keeps its light and is flagged).
 MIN_VISIBLE = 30
+
+
+def theta_to_gamma(theta_gamma: torch.Tensor, ambient: float) -> torch.Tensor:
+    """θ's flat ``(B, 27)`` [R9 | G9 | B9] light → the renderer's full ``(B, 9, 3)`` coefficients (ambient added)."""
+    g = theta_gamma.reshape(-1, 3, 9).clone()
+    g[:, :, 0] += ambient
+    return g.transpose(1, 2)
+
+
+def gamma_to_theta(gamma: torch.Tensor, ambient: float) -> torch.Tensor:
+    """The inverse of :func:`theta_to_gamma`."""
+    g = gamma.transpose(1, 2).clone()
+    g[:, :, 0] -= ambient
+    return g.reshape(-1, 27)
 
 
 @dataclass
@@ -41,6 +55,7 @@ class VertexObservations:
         area: ``(B, V)`` the image area a visible vertex stands for: a third of its triangles' projected areas
             (pixels²; 0 where not visible). Meshes are far denser around the eyes and the mouth than on the
             cheeks: statistics over vertices weighted by this area are statistics over the face's image.
+        cosine: ``(B, V)`` cosine between the normal and the direction to the camera (all vertices).
     """
 
     visible: torch.Tensor
@@ -49,6 +64,7 @@ class VertexObservations:
     albedo: torch.Tensor
     pixels: torch.Tensor
     area: torch.Tensor | None = None
+    cosine: torch.Tensor | None = None
 
 
 def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.Tensor, *,
@@ -76,7 +92,8 @@ def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.
         pix = renderer.camera.project(v_cam)
         dist = -v_cam[..., 2]
         to_cam = -v_cam / v_cam.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        facing = (normals * to_cam).sum(-1) >= min_cosine
+        cosine = (normals * to_cam).sum(-1)
+        facing = cosine >= min_cosine
         inside = (pix[..., 0] >= 0) & (pix[..., 0] < w) & (pix[..., 1] >= 0) & (pix[..., 1] < h) & (dist > 0)
         drawn = torch.zeros(v_cam.shape[1], dtype=torch.bool, device=v_cam.device)
         drawn[renderer.tri.reshape(-1).long()] = True
@@ -97,7 +114,7 @@ def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.
         for k in range(3):
             area = area.index_add(1, t[:, k], tri_area / 3)
         area = area * visible.to(area.dtype)
-    return VertexObservations(visible, colour, normals, albedo, pix, area)
+    return VertexObservations(visible, colour, normals, albedo, pix, area, cosine)
 
 
 @dataclass
