@@ -110,7 +110,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     and with the encoder's prediction refined by the fitting engine; write ``reconstruction.png`` (per face: target |
     encoder render | encoder mask | fitted render | fitted mask, clean then occluded; occluded Φ pixels in red) and
     return per-face numbers: the occlusion fraction of the clean and the occluded crop, the F1 of each mask against
-    the exact ground truth of the pasted occluders (inside Φ, positive class = visible face) beside the F1 of "all of
+    the exact ground truth of the pasted occluders (inside Φ where the truth is known, positive class = visible face) beside the F1 of "all of
     Φ is face", and the landmark error (mean distance to dlib's points on the clean crop / outer-corner IOD).
 
     Args:
@@ -124,7 +124,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     from .api import Reconstructor
     from .data.landmarks import DlibDetector
     from .data.occluders import OccluderLibrary
-    from .data.synth import SynthConfig, load_real_faces, occlude, real_face_region
+    from .data.synth import SynthConfig, labelled_region, load_real_faces, occlude, real_face_region
     from .eval.metrics import segmentation_metrics
     from .reconstruct import overlay
 
@@ -137,19 +137,20 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     library = OccluderLibrary(permissive_only=True)
     config = SynthConfig(size=size, occluded_fraction=1.0)
     detector = DlibDetector(fallback_thresholds=(-0.5, -1.0))
-    clean, occluded, truth, lm_clean, lm_occ = [], [], [], [], []
+    clean, occluded, truth, known, lm_clean, lm_occ = [], [], [], [], [], []
     for i, face in enumerate(faces):
         region = real_face_region(face.landmarks, (size, size))
         rng = np.random.default_rng([seed, i])
-        img8, _, mask, _, _ = occlude(rng, face.image.astype(np.float32) / 255.0, region, face.landmarks, config,
+        img8, alpha, mask, _, _ = occlude(rng, face.image.astype(np.float32) / 255.0, region, face.landmarks, config,
                                       library, None)
         clean.append(torch.from_numpy(face.image).permute(2, 0, 1).float() / 255.0)
         occluded.append(torch.from_numpy(img8).permute(2, 0, 1).float() / 255.0)
         truth.append(torch.from_numpy(mask)[None])
+        known.append(torch.from_numpy(labelled_region(region, alpha))[None])
         lm_clean.append(torch.from_numpy(face.landmarks))
         found = detector(img8) if fit is not None else None  # as a user would: detect on the occluded photo
         lm_occ.append(torch.from_numpy(found.points) if found is not None else torch.full((68, 2), float("nan")))
-    clean, occluded, truth = torch.stack(clean), torch.stack(occluded), torch.stack(truth)
+    clean, occluded, truth, known = torch.stack(clean), torch.stack(occluded), torch.stack(truth), torch.stack(known)
     lm_clean, lm_occ = torch.stack(lm_clean), torch.stack(lm_occ)
     runs = {"encoder": (rec(clean, fit=None), rec(occluded, fit=None))}
     if fit is not None:
@@ -157,8 +158,9 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     iod = (lm_clean[:, 36] - lm_clean[:, 45]).norm(dim=-1)
     stats = {}
     for name, (o_clean, o_occ) in runs.items():
-        stats[name] = {"f1": segmentation_metrics(o_occ.mask, truth, o_occ.region)["f1"],
-                       "f1_all": segmentation_metrics(o_occ.region, truth, o_occ.region)["f1"],
+        scored = o_occ.region * known  # where the truth is known (labelled_region)
+        stats[name] = {"f1": segmentation_metrics(o_occ.mask, truth, scored)["f1"],
+                       "f1_all": segmentation_metrics(o_occ.region, truth, scored)["f1"],
                        "frac_clean": o_clean.occlusion_fraction, "frac_occ": o_occ.occlusion_fraction,
                        "lm": (o_clean.landmarks - lm_clean).norm(dim=-1).nanmean(1) / iod}
     rows_img = []

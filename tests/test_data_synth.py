@@ -17,7 +17,8 @@ from occrecon.data.ibug import IBUG_FLIP, flip_landmarks
 from occrecon.data.occluders import (KINDS, PROCEDURAL_LICENCE, FaceFrame, OccluderLayer, OccluderLibrary, composite,
                                      draw_occluder,
                                      is_permissive, place_sprite)
-from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, random_theta, real_face_region,
+from occrecon.data.synth import (SampleGenerator, SynthConfig, apply_occluders, labelled_region, random_theta,
+                                 real_face_region,
                                  resolve_appearance)
 from occrecon.fit.appearance import gamma_to_theta, theta_to_gamma
 from occrecon.morphable import MorphableModel, with_learned_albedo
@@ -106,6 +107,20 @@ def test_real_face_region_is_the_hull_of_jaw_and_raised_brows():
     assert region[155, 112] == 1 and region[165, 112] == 0
     with pytest.raises(ValueError, match="landmarks"):
         real_face_region(np.full((68, 2), np.nan), (S, S))
+
+
+def test_labelled_region_is_the_face_region_and_the_occluders():
+    region = np.zeros((6, 6), np.float32)
+    region[1:4, 1:4] = 1
+    alpha = np.zeros((6, 6), np.float32)
+    alpha[3:6, 3:6] = 0.7  # overlaps the region at (3, 3), reaches outside it
+    alpha[0, 5] = 0.49  # below the GT's 0.5 cut: not an occluder pixel
+    known = labelled_region(region, alpha)
+    expected = np.zeros((6, 6), np.float32)
+    expected[1:4, 1:4] = 1
+    expected[3:6, 3:6] = 1
+    np.testing.assert_array_equal(known, expected)
+    np.testing.assert_array_equal(labelled_region(region), region)  # a clean photo: the region only
 
 
 # ------------------------------------------------------------------------------------------------ occluders

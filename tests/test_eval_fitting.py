@@ -9,7 +9,7 @@ import pytest
 
 from occrecon import assets
 from occrecon.cli import main
-from occrecon.eval.fitting import landmark_error, median_se
+from occrecon.eval.fitting import landmark_error, median_se, prepare_cases
 
 
 def test_median_se():
@@ -55,3 +55,26 @@ def test_evaluate_fit_command_end_to_end(tmp_path, capsys):
     fit, mean = res["clean"]["fit"], res["clean"]["mean face (θ=0)"]
     assert all(f < m for f, m in zip(fit["lm_iod"], mean["lm_iod"]))  # the fit beats the mean face on both
     assert (tmp_path / "fit_eval.md").read_text().startswith("Faces: 2 clean")
+
+
+@pytest.mark.skipif(assets.shared_dir(required=False) is None
+                    or not (assets.shared_dir() / "assets/faces/train/meta.jsonl").is_file(),
+                    reason="no real-face folder")
+def test_prepare_cases_ground_truth():
+    """Clean photo: the truth is the whole landmark region, known there only. Occluded photo: the visible face is
+    known and inside the labelled pixels, and the occluders add labelled not-face pixels."""
+    from occrecon.data.faces import identity_split, read_face_folder
+
+    _, held = identity_split(read_face_folder(None), 0.2, 0)
+    held = [r for r in held if "possibly_occluded" not in r.flags][:3]
+    pairs, _ = prepare_cases(held, 128, seed=0)
+    checked = 0
+    for clean, occ in pairs:
+        np.testing.assert_array_equal(clean.gt_visible, clean.gt_known)
+        assert clean.gt_visible.sum() > 0.2 * 128 * 128
+        if occ is None:
+            continue
+        assert (occ.gt_visible <= occ.gt_known).all()
+        assert (occ.gt_known - occ.gt_visible).sum() > 0  # occluder pixels: labelled, not face
+        checked += 1
+    assert checked >= 1

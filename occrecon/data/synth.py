@@ -41,8 +41,8 @@ from .align import transform_points, warp_affine
 from .warp import similarity_matrix
 
 __all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "resolve_appearance",
-           "synth_model_path", "random_background", "real_face_region", "load_real_faces", "image_sources", "occlude",
-           "apply_occluders", "BROW_RAISE", "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM",
+           "synth_model_path", "random_background", "real_face_region", "labelled_region", "load_real_faces",
+           "image_sources", "occlude", "apply_occluders", "BROW_RAISE", "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM",
            "SKIMAGE_SOURCES", "APPEARANCES", "TEX_STD", "LIGHT_DRAWS"]
 
 #: Eyebrow points are raised by this fraction of the chin-to-brow distance to close the real-face region.
@@ -296,6 +296,18 @@ def real_face_region(landmarks: np.ndarray, size: tuple[int, int]) -> np.ndarray
     region = np.zeros(size, np.float32)
     region[rr, cc] = 1.0
     return region
+
+
+def labelled_region(region: np.ndarray, alpha: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W) float32`` {0, 1}: the pixels of a real photo whose ground truth is known — the landmark face region
+    (visible face unless an occluder covers it) and every occluder pixel (alpha ≥ 0.5: not face, wherever it lies).
+    Elsewhere, e.g. forehead skin above :func:`real_face_region`'s raised brows or the cheek beyond the jaw
+    contour, the photo may show skin, hair or background: the truth there is unknown, and metrics leave it out
+    rather than count correct skin as an error."""
+    known = np.asarray(region, np.float32) > 0.5
+    if alpha is not None:
+        known = known | (np.asarray(alpha, np.float32) >= 0.5)
+    return known.astype(np.float32)
 
 
 def image_sources(include_dev_faces: bool = True) -> list[ImageSource]:
