@@ -19,34 +19,27 @@ RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=T
 from __future__ import annotations
 
 import itertools
-import pickle
-import re
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
 import torch
 
+from .checkpoint import (FORMAT, UntrustedCheckpointError, _first_line, atomic_save, build_nets, build_renderer, read_checkpoint,
+                         resolve_model_path, spec_layout)
 from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
 from .morphable import ParamLayout, load_model, resolve_model
 from .nets.eval_view import eval_view
-from .render import FaceRenderer, PerspectiveCamera
+from .render import FaceRenderer
 from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
            "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint", "check_device",
            "UntrustedCheckpointError"]
 
-#: The ``"format"`` value of the checkpoints this module reads.
-CHECKPOINT_FORMAT = "occrecon-checkpoint-v1"
-#: Keys every checkpoint must hold for inference, and the keys of its ``"nets"`` entry.
-REQUIRED_KEYS = ("format", "stage", "nets", "encoder", "unet")
-REQUIRED_NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
-#: Prefix of model paths inside the shared asset folder (as the training config writes them).
-SHARED_PREFIX = "shared:"
+#: The ``"format"`` value of the checkpoints this module reads (:mod:`occrecon.checkpoint`, the format's home).
+CHECKPOINT_FORMAT = FORMAT
 #: ``is_occluded`` default: a face counts as occluded when the mask rejects more than 10 % of Φ. Unoccluded
 #: faces still lose a few per cent (eyes, mouth, edges: the paper's unoccluded TPR is 0.92-0.99), so 0 would
 #: flag nearly every face. A heuristic default; tune it on held-out data.
@@ -267,13 +260,13 @@ class Reconstructor(torch.nn.Module):
                               device: str | torch.device) -> Reconstructor:
         """:meth:`from_checkpoint` on a dict already read (``path``: where it lives, for messages and paths)."""
         nets = ckpt["nets"]
-        src = Path(model_path) if model_path is not None else _resolve_model_path(nets["model_path"], Path(path))
+        src = Path(model_path) if model_path is not None else resolve_model_path(nets["model_path"], Path(path))
         model = load_model(src)
-        stored = _layout_from(nets["layout"])
+        stored = spec_layout(nets)
         if stored != model.layout:
             raise ValueError(f"{path}: nets.layout {stored!r} does not match the face model {src} "
                              f"({model.layout!r}); pass the model it was trained with as model_path")
-        encoder, unet = _build_nets(nets, model.layout)
+        encoder, unet = build_nets(nets, model.layout, units=model.units)
         _load_state(encoder, ckpt["encoder"], "encoder", path)
         if unet is None:
             if ckpt["unet"] is not None:
@@ -282,14 +275,12 @@ class Reconstructor(torch.nn.Module):
             if ckpt["unet"] is None:
                 raise ValueError(f"{path}: nets.unet is {nets['unet']!r} but the 'unet' state_dict is None")
             _load_state(unet, ckpt["unet"], "unet", path)
-        opts = dict(nets.get("renderer") or {})
         config = ckpt.get("config")
         model_cfg = config.get("model") if isinstance(config, Mapping) else None
+        antialias = None
         if isinstance(model_cfg, Mapping) and isinstance(model_cfg.get("use_antialias"), bool):
-            opts.setdefault("use_antialias", model_cfg["use_antialias"])  # the training config's renderer switch
-        focal = opts.pop("focal", None)
-        renderer = FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
-        rec = cls(model, encoder, unet, renderer)
+            antialias = model_cfg["use_antialias"]  # the training config's renderer switch, for older specs
+        rec = cls(model, encoder, unet, build_renderer(nets, model, use_antialias=antialias))
         return rec.to(device)
 
 
@@ -300,7 +291,7 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: {device!r} is not a torch device ({_first_line(exc)})") from None
+        raise ValueError(f"{name}: {device!r} is not a torch device ({_first_line(str(exc))})") from None
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -310,144 +301,8 @@ def check_device(device: str | torch.device, name: str = "device") -> torch.devi
     try:
         torch.empty(0, device=dev)
     except (RuntimeError, AssertionError, ValueError) as exc:  # a build without the backend asserts
-        raise ValueError(f"{name} {device}: not available on this machine ({_first_line(exc)})") from None
+        raise ValueError(f"{name} {device}: not available on this machine ({_first_line(str(exc))})") from None
     return dev
-
-
-def _numpy_safe_globals() -> list:
-    """Allow-list for numpy arrays/scalars inside checkpoints (``np.random.get_state()`` is stored by TRAIN)."""
-    try:
-        from numpy._core import multiarray  # numpy >= 2
-    except ImportError:  # pragma: no cover  (numpy 1.x)
-        from numpy.core import multiarray
-
-    out = [multiarray._reconstruct, np.ndarray, np.dtype, multiarray.scalar]
-    out += [type(np.dtype(t)) for t in ("uint32", "int64", "float64", "uint8", "int32", "float32", "bool")]
-    return out
-
-
-class UntrustedCheckpointError(ValueError):
-    """An intact checkpoint holds objects that the plain (weights-only) load refuses, e.g. a pickled class; only a
-    full unpickle reads it, which can run code. The message names the file, what was refused, and how to allow it:
-    ``remedy`` (the API's ``pass trusted=True``; the command line's ``pass --trusted``, see :meth:`with_remedy`)."""
-
-    def __init__(self, path: str | Path, reason: str, remedy: str = "pass trusted=True"):
-        self.path, self.reason, self.remedy = Path(path), reason, remedy
-        super().__init__(f"{path}: cannot be read as a plain checkpoint ({reason}); if it comes from a trusted "
-                         f"source, {remedy} (a full unpickle can run code)")
-
-    def with_remedy(self, remedy: str) -> UntrustedCheckpointError:
-        """The same error, naming another way to allow the full unpickle (e.g. a command-line flag)."""
-        return UntrustedCheckpointError(self.path, self.reason, remedy)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _check_archive(path: Path) -> bool:
-    """Refuse an empty file, a file that is neither ``torch.save``'s zip archive nor a pickle, and an archive that is
-    truncated or whose members fail their CRC (a flipped bit in the weights would otherwise load silently). Returns
-    whether ``path`` is an intact zip archive."""
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not head:
-        raise ValueError(f"{path}: empty file, not a checkpoint")
-    if not head.startswith(b"PK"):
-        if head.startswith(b"\x80"):  # a pickle: torch's legacy format (torch.load checks it)
-            return False
-        raise ValueError(f"{path}: not a torch checkpoint (neither torch.save's zip archive nor a pickle)")
-    try:
-        with zipfile.ZipFile(path) as zf:
-            damaged = zf.testzip()  # reads every member and checks its CRC-32
-    except Exception as exc:  # noqa: BLE001  (a damaged archive raises BadZipFile, EOFError, OSError, ValueError ...)
-        raise ValueError(f"{path}: damaged or truncated checkpoint (the zip archive cannot be read: "
-                         f"{type(exc).__name__}: {_first_line(exc)})") from None
-    if damaged is not None:
-        raise ValueError(f"{path}: damaged checkpoint: the CRC-32 of its member {damaged!r} does not match (the file "
-                         f"was changed or corrupted after it was written)")
-    return True
-
-
-def _refusal(exc: pickle.UnpicklingError, intact_archive: bool) -> str | None:
-    """What the weights-only unpickler refused, or None when the error says the data is damaged rather than an
-    object it does not allow (only an intact archive, or a named global, is a refusal)."""
-    text = str(exc)
-    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
-    if found:
-        return f"it refers to {found.group(1)}, which a weights-only load does not allow"
-    if not intact_archive or "Weights only load failed" not in text:
-        return None
-    found = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
-    return f"weights-only load: {found.group(1).strip() if found else _first_line(exc)}"
-
-
-def _check_finite(state: Any, name: str, path: Path) -> None:
-    """Refuse NaN or Inf in a state_dict's floating tensors (naming the tensor): such weights give no face."""
-    if not isinstance(state, Mapping):
-        return  # the type is reported where the weights are loaded
-    for key, t in state.items():
-        if isinstance(t, torch.Tensor) and (t.is_floating_point() or t.is_complex()):
-            bad = int((~torch.isfinite(t)).sum())
-            if bad:
-                raise ValueError(f"{path}: '{name}' tensor {key!r} holds {bad} NaN/Inf value(s) of {t.numel()}; "
-                                 f"weights like these cannot reconstruct a face (a diverged training run?)")
-
-
-def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
-    """Load a checkpoint dict and check its ``"format"``, the keys inference needs and the nets' weights.
-
-    Args:
-        path: the checkpoint file.
-        trusted: False: ``torch.load(weights_only=True)`` with numpy RNG states allowed; True: full unpickle.
-
-    Returns:
-        the checkpoint dict, tensors on the CPU.
-
-    Raises:
-        FileNotFoundError / IsADirectoryError: no file at ``path``.
-        UntrustedCheckpointError: an intact file that only ``trusted=True`` can read (a ValueError).
-        ValueError: anything else that is not a usable checkpoint, naming the file: an empty, text or truncated
-            file, a zip member whose CRC does not match (a flipped bit), damaged pickle data, a wrong ``"format"``,
-            missing keys, NaN or Inf in the ``"encoder"`` / ``"unet"`` weights (naming the tensor).
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"path: {path} is a folder, not a checkpoint file")
-    if not path.is_file():
-        raise FileNotFoundError(f"path: no checkpoint file at {path}")
-    intact = _check_archive(path)
-    try:
-        if trusted:
-            ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        else:
-            with torch.serialization.safe_globals(_numpy_safe_globals()):
-                ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        reason = None if trusted else _refusal(exc, intact)
-        if reason is not None:
-            raise UntrustedCheckpointError(path, reason) from None
-        raise ValueError(f"{path}: not a readable torch checkpoint (damaged pickle data: {_first_line(exc)})") from None
-    except Exception as exc:  # noqa: BLE001  (damaged data raises anything: IndexError, KeyError, UnicodeDecodeError ...)
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
-    if not isinstance(ckpt, Mapping):
-        raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
-    fmt = ckpt.get("format")
-    if fmt != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: 'format' is {fmt!r}, expected {CHECKPOINT_FORMAT!r}")
-    missing = [k for k in REQUIRED_KEYS if k not in ckpt]
-    if missing:
-        raise ValueError(f"{path}: key(s) {missing} missing")
-    nets = ckpt["nets"]
-    if not isinstance(nets, Mapping):
-        raise ValueError(f"{path}: 'nets' must be a dict, got {type(nets).__name__}")
-    missing = [k for k in REQUIRED_NETS_KEYS if k not in nets]
-    if missing:
-        raise ValueError(f"{path}: key(s) {['nets.' + k for k in missing]} missing")
-    for name in ("encoder", "unet"):
-        _check_finite(ckpt[name], name, path)
-    return dict(ckpt)
 
 
 def export_checkpoint(src: str | Path, dst: str | Path, trusted: bool = False) -> Path:
@@ -462,56 +317,7 @@ def export_checkpoint(src: str | Path, dst: str | Path, trusted: bool = False) -
     slim.update(iteration=ckpt.get("iteration"), config=ckpt.get("config"), metrics=ckpt.get("metrics", {}),
                 optimizers={}, schedulers={}, rng={}, exported_from=str(Path(src).name))
     Reconstructor._from_checkpoint_dict(slim, Path(src), None, "cpu")  # raises before anything is written
-    from .train.checkpoint import atomic_save
-
     return atomic_save(slim, dst)
-
-
-def _layout_from(entries) -> ParamLayout:
-    try:
-        return ParamLayout([(str(n), int(s)) for n, s in entries])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"nets.layout: expected [[name, size], ...], got {entries!r} ({exc})") from None
-
-
-def _resolve_model_path(stored: str, ckpt_path: Path) -> Path:
-    from .assets import shared_dir
-
-    if str(stored).startswith(SHARED_PREFIX):  # the training config's "shared:rel/path"
-        p = shared_dir() / str(stored)[len(SHARED_PREFIX):]
-        if p.exists():
-            return p
-        raise FileNotFoundError(f"nets.model_path: {stored!r} -> {p} does not exist; pass model_path=")
-    p = Path(stored)
-    if p.is_absolute():
-        if p.exists():
-            return p
-        raise FileNotFoundError(f"nets.model_path: {p} does not exist; pass model_path=")
-    bases = [Path.cwd(), ckpt_path.resolve().parent]
-    shared = shared_dir(required=False)
-    if shared is not None:
-        bases.append(shared)
-    for base in bases:
-        if (base / p).exists():
-            return base / p
-    raise FileNotFoundError(f"nets.model_path: {stored!r} not found under {[str(b) for b in bases]}; pass model_path=")
-
-
-def _build_nets(nets: Mapping, layout: ParamLayout) -> tuple[torch.nn.Module, torch.nn.Module | None]:
-    """Encoder and UNet of the architectures named in a checkpoint's ``"nets"`` entry."""
-    from .nets import Encoder, UNet  # noqa: PLC0415  (networks sit above api's other imports)
-
-    encoder = Encoder(layout, arch=str(nets["encoder_arch"]), scales=nets["encoder_scales"])
-    kind = nets["unet"]
-    if kind is None:
-        unet = None
-    elif kind == "paper":
-        unet = UNet()
-    elif kind == "compact":
-        unet = UNet.compact()
-    else:
-        raise ValueError(f"nets.unet: expected 'paper', 'compact' or None, got {kind!r}")
-    return encoder, unet
 
 
 def _load_state(module: torch.nn.Module, state: Any, name: str, path) -> None:

@@ -1,13 +1,36 @@
-"""Where the shared development assets (face photos, models, occluders) are found.
+"""Where the shared development assets (face photos, models, occluders) and the package's own files are found.
 
-Order: the ``OCCRECON_SHARED`` environment variable, then ``../shared`` beside the source checkout.
+Shared folder: the ``OCCRECON_SHARED`` environment variable, then ``../shared`` beside the source checkout.
+Path prefixes (config files, checkpoints): ``shared:rel/path`` inside the shared folder, ``package:rel/path``
+inside the installed ``occrecon`` package (files shipped in the wheel: models, checkpoints).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["shared_dir", "dev_faces"]
+__all__ = ["shared_dir", "dev_faces", "package_dir", "resolve_asset_path", "SHARED_PREFIX", "PACKAGE_PREFIX"]
+
+#: Prefix of paths inside the shared asset folder.
+SHARED_PREFIX = "shared:"
+#: Prefix of paths inside the installed package.
+PACKAGE_PREFIX = "package:"
+
+
+def package_dir() -> Path:
+    """The installed ``occrecon`` package folder (where shipped models and checkpoints live)."""
+    return Path(__file__).resolve().parent
+
+
+def resolve_asset_path(path: str | Path) -> Path:
+    """``shared:rel`` → inside :func:`shared_dir` (FileNotFoundError when there is none), ``package:rel`` →
+    inside :func:`package_dir`, anything else as given (``~`` expanded). Existence is not checked."""
+    text = str(path)
+    if text.startswith(SHARED_PREFIX):
+        return shared_dir() / text[len(SHARED_PREFIX):]
+    if text.startswith(PACKAGE_PREFIX):
+        return package_dir() / text[len(PACKAGE_PREFIX):]
+    return Path(text).expanduser()
 
 
 def shared_dir(required: bool = True) -> Path | None:

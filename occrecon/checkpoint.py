@@ -1,14 +1,24 @@
-"""Training checkpoints: atomic writes, RNG capture/restore, and the ``occrecon-checkpoint-v1`` format.
+"""The checkpoint contract, one home for training and inference: the ``occrecon-checkpoint-v1`` format, atomic
+writes, reading and checking (for inference: :func:`read_checkpoint`; for resuming training:
+:meth:`Checkpoint.load`), the ``"nets"`` spec (:func:`nets_spec` writes it, :func:`build_nets` and
+:func:`build_renderer` rebuild from it), and face-model path resolution (:func:`resolve_model_path`).
 
 A checkpoint is ``torch.save`` of a plain dict (see :class:`Checkpoint`); everything in it loads with
-``torch.load(..., weights_only=True)`` (tensors, numbers, strings, lists, dicts), so readers never unpickle code.
+``torch.load(..., weights_only=True)`` (tensors, numbers, strings, lists, dicts), so readers never unpickle code
+(``trusted=True`` of :func:`read_checkpoint` allows a full unpickle, for files from a trusted source).
 Writes go to a temporary file in the same folder (``.<name>.<8 random characters>.tmp``), are flushed and fsync'ed,
 then renamed over the target with ``os.replace``: a crash or a full disk mid-write leaves the previous checkpoint
 intact. A process killed mid-write (SIGKILL, power loss) leaves its temporary file behind;
 :func:`remove_stale_temp_files` removes such files (the trainer calls it when a run starts or resumes).
 
 Reading checks the archive's CRC-32 of every record before unpickling (a truncated or bit-flipped file is refused
-instead of loading silently altered weights) and refuses NaN/Inf in any network or optimiser tensor.
+instead of loading silently altered weights) and refuses NaN/Inf in any network (and, for training, optimiser)
+tensor.
+
+Face-model paths in ``nets.model_path``: ``package:rel/path`` is inside the installed package (a model shipped in
+the wheel, e.g. ``package:models/ict_narrowface_learned.npz``), ``shared:rel/path`` inside the shared asset folder
+(:func:`occrecon.assets.shared_dir`); an absolute path as it is; another relative path is tried against the
+working directory, the checkpoint's folder and the shared asset folder.
 """
 from __future__ import annotations
 
@@ -26,15 +36,25 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "atomic_save", "remove_stale_temp_files", "capture_rng",
-           "restore_rng"]
+from .assets import PACKAGE_PREFIX, SHARED_PREFIX, resolve_asset_path
+
+__all__ = ["FORMAT", "Checkpoint", "CheckpointError", "UntrustedCheckpointError", "atomic_save",
+           "remove_stale_temp_files", "capture_rng", "restore_rng", "read_checkpoint", "nets_spec", "build_nets",
+           "build_renderer", "resolve_model_path", "INFERENCE_KEYS", "NETS_KEYS", "SHARED_PREFIX", "PACKAGE_PREFIX"]
 
 #: Value of the ``"format"`` key of every checkpoint this module writes.
 FORMAT = "occrecon-checkpoint-v1"
 
 _STAGES = ("init", "unet_pretrain", "em", "mofa")
+#: Keys a training checkpoint holds (all of them: :meth:`Checkpoint.load` resumes from it).
 _REQUIRED = ("format", "stage", "iteration", "config", "nets", "encoder", "unet", "optimizers", "schedulers",
              "rng", "metrics")
+#: Keys every checkpoint must hold for inference (an exported one drops the optimiser and RNG states), and the keys
+#: of its ``"nets"`` entry.
+INFERENCE_KEYS = ("format", "stage", "nets", "encoder", "unet")
+NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
+#: The UNet architectures a ``"nets"`` spec may name.
+UNET_KINDS = ("paper", "compact")
 
 
 #: Names of :func:`atomic_save`'s temporary files: ``tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp")``, whose
@@ -193,7 +213,7 @@ class Checkpoint:
             raise CheckpointError(f"path: {path} is a folder, not a checkpoint file")
         if not path.is_file():
             raise CheckpointError(f"path: no checkpoint file {path}")
-        problem = _archive_problem(path)
+        problem, _ = _archive_problem(path)
         if problem is not None:
             raise CheckpointError(f"path: cannot read checkpoint {path}: {problem}")
         try:
@@ -222,21 +242,33 @@ class Checkpoint:
         return ckpt
 
 
-def _archive_problem(path: Path) -> str | None:
-    """Why ``path`` is not an intact torch zip archive (``torch.save``'s format), or None: every record is read
-    and its CRC-32 compared with the archive's (torch itself does not, so a flipped bit would load silently)."""
+def _archive_problem(path: Path, legacy_pickle: bool = False) -> tuple[str | None, bool]:
+    """``(why path is not a readable checkpoint file or None, whether it is an intact zip archive)``.
+
+    ``torch.save``'s zip archive: every record is read and its CRC-32 compared with the archive's (torch itself
+    does not, so a flipped bit would load silently). An empty file and a file that is neither a zip archive nor
+    (with ``legacy_pickle``, torch's old format, which ``torch.load`` checks itself) a pickle are refused."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return "an empty file, not a checkpoint", False
+    if not head.startswith(b"PK"):
+        if legacy_pickle and head.startswith(b"\x80"):
+            return None, False
+        return "not a torch checkpoint (neither torch.save's zip archive nor a pickle)", False
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except zipfile.BadZipFile as e:
-        return f"not a torch checkpoint archive, or a truncated one ({e})"
+        return f"not a torch checkpoint archive, or a truncated one ({e})", False
     except OSError as e:
-        return f"{type(e).__name__}: {e.strerror or e}"
-    except Exception as e:  # a damaged directory or header: a bad name encoding, a bad offset, ...
-        return f"a damaged archive ({type(e).__name__}: {_first_line(str(e))})"
+        return f"{type(e).__name__}: {e.strerror or e}", False
+    except Exception as e:  # noqa: BLE001  (a damaged directory or header: a bad name encoding, a bad offset, ...)
+        return f"a damaged or truncated archive ({type(e).__name__}: {_first_line(str(e))})", False
     if damaged is not None:
-        return f"a damaged file: the record {damaged!r} fails its CRC-32 check (corrupted on disk or in transfer)"
-    return None
+        return (f"a damaged file: the record {damaged!r} fails its CRC-32 check (corrupted on disk or in transfer, "
+                f"or changed after it was written)"), False
+    return None, True
 
 
 def _first_line(text: str) -> str:
@@ -268,3 +300,207 @@ def _non_finite(tree: Any, prefix: str = "") -> str | None:
         if bad is not None:
             return bad
     return None
+
+
+# ---- reading for inference -------------------------------------------------------------------------------------
+class UntrustedCheckpointError(ValueError):
+    """An intact checkpoint holds objects that the plain (weights-only) load refuses, e.g. a pickled class; only a
+    full unpickle reads it, which can run code. The message names the file, what was refused, and how to allow it:
+    ``remedy`` (the API's ``pass trusted=True``; the command line's ``pass --trusted``, see :meth:`with_remedy`)."""
+
+    def __init__(self, path: str | Path, reason: str, remedy: str = "pass trusted=True"):
+        self.path, self.reason, self.remedy = Path(path), reason, remedy
+        super().__init__(f"{path}: cannot be read as a plain checkpoint ({reason}); if it comes from a trusted "
+                         f"source, {remedy} (a full unpickle can run code)")
+
+    def with_remedy(self, remedy: str) -> UntrustedCheckpointError:
+        """The same error, naming another way to allow the full unpickle (e.g. a command-line flag)."""
+        return UntrustedCheckpointError(self.path, self.reason, remedy)
+
+
+def _numpy_safe_globals() -> list:
+    """Allow-list for numpy arrays/scalars inside checkpoints written by other tools (numpy RNG states)."""
+    try:
+        from numpy._core import multiarray  # numpy >= 2
+    except ImportError:  # pragma: no cover  (numpy 1.x)
+        from numpy.core import multiarray
+
+    out = [multiarray._reconstruct, np.ndarray, np.dtype, multiarray.scalar]
+    out += [type(np.dtype(t)) for t in ("uint32", "int64", "float64", "uint8", "int32", "float32", "bool")]
+    return out
+
+
+def _refusal(exc: Exception, intact_archive: bool) -> str | None:
+    """What the weights-only unpickler refused, or None when the error says the data is damaged rather than an
+    object it does not allow (only an intact archive, or a named global, is a refusal)."""
+    text = str(exc)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it refers to {found.group(1)}, which a weights-only load does not allow"
+    if not intact_archive or "Weights only load failed" not in text:
+        return None
+    found = re.search(r"WeightsUnpickler error: ([^\n]*)", text)
+    return f"weights-only load: {found.group(1).strip() if found else _first_line(text)}"
+
+
+def read_checkpoint(path: str | Path, trusted: bool = False) -> dict[str, Any]:
+    """Load a checkpoint dict for inference and check its ``"format"``, the keys inference needs
+    (:data:`INFERENCE_KEYS`, :data:`NETS_KEYS`) and the nets' weights.
+
+    Args:
+        path: the checkpoint file.
+        trusted: False: ``torch.load(weights_only=True)`` with numpy arrays allowed; True: full unpickle.
+
+    Returns:
+        the checkpoint dict, tensors on the CPU.
+
+    Raises:
+        FileNotFoundError / IsADirectoryError: no file at ``path``.
+        UntrustedCheckpointError: an intact file that only ``trusted=True`` can read (a ValueError).
+        ValueError: anything else that is not a usable checkpoint, naming the file: an empty, text or truncated
+            file, a zip member whose CRC does not match (a flipped bit), damaged pickle data, a wrong ``"format"``,
+            missing keys, NaN or Inf in the ``"encoder"`` / ``"unet"`` weights (naming the tensor).
+    """
+    import pickle
+
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"path: {path} is a folder, not a checkpoint file")
+    if not path.is_file():
+        raise FileNotFoundError(f"path: no checkpoint file at {path}")
+    problem, intact = _archive_problem(path, legacy_pickle=True)
+    if problem is not None:
+        raise ValueError(f"{path}: {problem}")
+    try:
+        if trusted:
+            ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        else:
+            with torch.serialization.safe_globals(_numpy_safe_globals()):
+                ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = None if trusted else _refusal(exc, intact)
+        if reason is not None:
+            raise UntrustedCheckpointError(path, reason) from None
+        raise ValueError(f"{path}: not a readable torch checkpoint (damaged pickle data: "
+                         f"{_first_line(str(exc))})") from None
+    except Exception as exc:  # noqa: BLE001  (damaged data raises anything: IndexError, KeyError, UnicodeDecodeError ...)
+        raise ValueError(f"{path}: not a readable torch checkpoint ({type(exc).__name__}: "
+                         f"{_first_line(str(exc))})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+    fmt = ckpt.get("format")
+    if fmt != FORMAT:
+        raise ValueError(f"{path}: 'format' is {fmt!r}, expected {FORMAT!r}")
+    missing = [k for k in INFERENCE_KEYS if k not in ckpt]
+    if missing:
+        raise ValueError(f"{path}: key(s) {missing} missing")
+    nets = ckpt["nets"]
+    if not isinstance(nets, dict):
+        raise ValueError(f"{path}: 'nets' must be a dict, got {type(nets).__name__}")
+    missing = [k for k in NETS_KEYS if k not in nets]
+    if missing:
+        raise ValueError(f"{path}: key(s) {['nets.' + k for k in missing]} missing")
+    for name in ("encoder", "unet"):
+        state = ckpt[name]
+        if isinstance(state, dict):
+            bad = _non_finite(state)
+            if bad is not None:
+                t = state[bad] if bad in state else None
+                count = f"{int((~torch.isfinite(t)).sum())} NaN/Inf value(s) of {t.numel()}" if t is not None \
+                    else "NaN/Inf values"
+                raise ValueError(f"{path}: '{name}' tensor {bad!r} holds {count}; weights like these cannot "
+                                 f"reconstruct a face (a diverged training run?)")
+    return dict(ckpt)
+
+
+# ---- the nets spec ---------------------------------------------------------------------------------------------
+def nets_spec(*, model_path: str, encoder_arch: str, unet: str | None, image_size: int, layout,
+              encoder_scales: dict, use_antialias: bool, focal: float) -> dict[str, Any]:
+    """The checkpoint's ``"nets"`` entry: what :func:`build_nets` and :func:`build_renderer` rebuild.
+
+    Args:
+        model_path: the face model, as :func:`resolve_model_path` reads it (``package:`` / ``shared:`` paths stay
+            portable).
+        encoder_arch: :class:`occrecon.nets.Encoder`'s ``arch``.
+        unet: one of :data:`UNET_KINDS`, or None (no UNet).
+        image_size: the square crop size.
+        layout: the model's :class:`~occrecon.morphable.ParamLayout`.
+        encoder_scales: the encoder's resolved output scales.
+        use_antialias, focal: the renderer's antialias switch and the camera's focal length in pixels.
+    """
+    if unet is not None and unet not in UNET_KINDS:
+        raise ValueError(f"unet: expected one of {UNET_KINDS} or None, got {unet!r}")
+    scales = {k: (list(map(float, v)) if isinstance(v, (list, tuple)) else float(v)) for k, v in encoder_scales.items()}
+    return {"model_path": str(model_path), "encoder_arch": str(encoder_arch), "unet": unet,
+            "image_size": int(image_size), "layout": [[n, int(k)] for n, k in layout.entries],
+            "encoder_scales": scales, "renderer": {"use_antialias": bool(use_antialias), "focal": float(focal)}}
+
+
+def spec_layout(nets: dict):
+    """The :class:`~occrecon.morphable.ParamLayout` a ``"nets"`` spec names; ValueError naming ``nets.layout``."""
+    from .morphable import ParamLayout
+
+    entries = nets["layout"]
+    try:
+        return ParamLayout([(str(n), int(k)) for n, k in entries])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"nets.layout: expected [[name, size], ...], got {entries!r} ({exc})") from None
+
+
+def build_nets(nets: dict, layout, units: str | None = None) -> tuple[torch.nn.Module, torch.nn.Module | None]:
+    """Encoder and UNet (or None) of the architectures a ``"nets"`` spec names, untrained, for ``layout``.
+    The spec's ``encoder_scales`` are used when present (a checkpoint's), else the encoder's defaults for
+    ``units``."""
+    from .nets import Encoder, UNet
+
+    scales = nets.get("encoder_scales")
+    encoder = Encoder(layout, arch=str(nets["encoder_arch"]), scales=scales, units=units)
+    kind = nets.get("unet")
+    if kind is None:
+        return encoder, None
+    if kind not in UNET_KINDS:
+        raise ValueError(f"nets.unet: expected one of {UNET_KINDS} or None, got {kind!r}")
+    return encoder, UNet() if kind == "paper" else UNet.compact()
+
+
+def build_renderer(nets: dict, model, use_antialias: bool | None = None):
+    """The :class:`~occrecon.render.FaceRenderer` of a ``"nets"`` spec: the standard framing
+    (:func:`occrecon.render.camera.default_camera`) for ``image_size`` with the spec's focal length and antialias
+    switch (``use_antialias`` fills in a spec without one, e.g. from the training config)."""
+    from .render import FaceRenderer
+    from .render.camera import default_camera
+
+    opts = dict(nets.get("renderer") or {})
+    if use_antialias is not None:
+        opts.setdefault("use_antialias", use_antialias)
+    focal = opts.pop("focal", None)
+    return FaceRenderer(model, camera=default_camera(int(nets["image_size"]), focal), **opts)
+
+
+def resolve_model_path(stored: str | Path, ckpt_path: str | Path | None = None) -> Path:
+    """The face-model file a checkpoint's ``nets.model_path`` names (see the module docstring for the rules);
+    FileNotFoundError naming ``nets.model_path`` and what was tried."""
+    text = str(stored)
+    if text.startswith((SHARED_PREFIX, PACKAGE_PREFIX)):
+        try:
+            p = resolve_asset_path(text)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"nets.model_path: {text!r}: {exc}; pass model_path=") from None
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"nets.model_path: {text!r} -> {p} does not exist; pass model_path=")
+    p = Path(text)
+    if p.is_absolute():
+        if p.exists():
+            return p
+        raise FileNotFoundError(f"nets.model_path: {p} does not exist; pass model_path=")
+    from .assets import shared_dir
+
+    bases = [Path.cwd()] + ([Path(ckpt_path).resolve().parent] if ckpt_path is not None else [])
+    shared = shared_dir(required=False)
+    if shared is not None:
+        bases.append(shared)
+    for base in bases:
+        if (base / p).exists():
+            return base / p
+    raise FileNotFoundError(f"nets.model_path: {text!r} not found under {[str(b) for b in bases]}; pass model_path=")

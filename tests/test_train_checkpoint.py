@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from occrecon.train import checkpoint as ckmod
-from occrecon.train.checkpoint import FORMAT, Checkpoint, CheckpointError, atomic_save, capture_rng, restore_rng
+from occrecon import checkpoint as ckmod
+from occrecon.checkpoint import FORMAT, Checkpoint, CheckpointError, atomic_save, capture_rng, restore_rng
 
 
 def _ckpt(iteration: int) -> Checkpoint:
@@ -107,9 +107,9 @@ def _flip_bit_in_record(path, record: str) -> None:
 
 
 @pytest.mark.parametrize("kind, phrase", [
-    ("text", "not a torch checkpoint archive"),
-    ("latin1", "not a torch checkpoint archive"),
-    ("empty", "not a torch checkpoint archive"),
+    ("text", "not a torch checkpoint (neither torch.save's zip archive nor a pickle)"),
+    ("latin1", "not a torch checkpoint (neither"),
+    ("empty", "an empty file, not a checkpoint"),
     ("truncated", "not a torch checkpoint archive, or a truncated one"),
     ("bit_flip", "fails its CRC-32 check"),
     ("folder", "is a folder, not a checkpoint file"),

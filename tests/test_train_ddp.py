@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from occrecon.assets import shared_dir
-from occrecon.train.checkpoint import Checkpoint
+from occrecon.checkpoint import Checkpoint
 from occrecon.train.config import TrainConfig
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from occrecon.cli import main
-from occrecon.train.checkpoint import Checkpoint, CheckpointError
+from occrecon.checkpoint import Checkpoint, CheckpointError
 from occrecon.train.config import ConfigError, TrainConfig
 from occrecon.train.loop import Trainer
 
@@ -40,7 +40,7 @@ def _checkpoint(cfg: TrainConfig, **weights) -> Checkpoint:
 
 
 @pytest.mark.parametrize("damage, phrase", [
-    ("text", "not a torch checkpoint archive"),
+    ("text", "not a torch checkpoint (neither"),
     ("truncated", "not a torch checkpoint archive, or a truncated one"),
     ("folder", "is a folder, not a checkpoint file"),
     ("nan", "the tensor encoder.w holds NaN/Inf values"),

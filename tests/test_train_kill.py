@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from occrecon.assets import shared_dir
-from occrecon.train.checkpoint import Checkpoint
+from occrecon.checkpoint import Checkpoint
 from occrecon.train.config import TrainConfig
 from occrecon.train.loop import Trainer
 
@@ -33,7 +33,8 @@ FINAL = ("init.pt", "mofa.pt", "last.pt")
 CHILD = r"""
 import os, signal, sys
 from pathlib import Path
-from occrecon.train import checkpoint as ck, logs
+from occrecon import checkpoint as ck
+from occrecon.train import logs
 from occrecon.train.config import TrainConfig
 from occrecon.train.loop import Trainer
 import torch

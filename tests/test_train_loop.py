@@ -12,7 +12,7 @@ import torch
 from occrecon.assets import shared_dir
 from occrecon.train import loop as loop_mod
 from occrecon.train import stages as stages_mod
-from occrecon.train.checkpoint import Checkpoint
+from occrecon.checkpoint import Checkpoint
 from occrecon.train.config import TrainConfig
 from occrecon.train.loop import ConfigMismatchError, Trainer, TrainingDiverged
 

@@ -11,7 +11,7 @@ Command line: ``occrecon train CONFIG.yaml [--resume [CKPT]] [--out DIR]``, ``py
 """
 from __future__ import annotations
 
-from .checkpoint import FORMAT, Checkpoint, CheckpointError, atomic_save, capture_rng, restore_rng
+from ..checkpoint import FORMAT, Checkpoint, CheckpointError, atomic_save, capture_rng, restore_rng
 from .config import (STAGES, ConfigError, DataConfig, EMConfig, LoggingConfig, LossesConfig, ModelConfig, MofaConfig,
                      NetsConfig, OptimConfig, StageConfig, StagesConfig, TrainConfig)
 

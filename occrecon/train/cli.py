@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; a diverged run, a refused resume, a bad config, an unreadable checkpoint or a file
     error exits with status 1 after one line on stderr."""
-    from .checkpoint import CheckpointError
+    from ..checkpoint import CheckpointError
     from .config import ConfigError, TrainConfig
     from .distributed import shutdown_distributed
     from .loop import ConfigMismatchError, TrainingDiverged, train

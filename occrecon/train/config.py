@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from ..assets import PACKAGE_PREFIX, SHARED_PREFIX, resolve_asset_path  # noqa: F401  (re-exported for configs)
+
 __all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossesConfig", "StageConfig", "EMConfig",
            "MofaConfig", "StagesConfig", "OptimConfig", "LoggingConfig", "ConfigError", "STAGES",
            "resolve_path", "flatten", "config_diff", "resolved_batch_sizes"]
@@ -55,8 +57,6 @@ PAPER_STAGE_BATCH = {"init": PAPER_INIT_BATCH, "unet_pretrain": PAPER_INIT_BATCH
 #: Seeds are integers in [0, SEED_LIMIT) (numpy's range; torch's generators take them exactly).
 SEED_LIMIT = 2 ** 32
 
-#: Prefix of a path inside the shared asset folder (``occrecon.assets.shared_dir()``).
-SHARED_PREFIX = "shared:"
 
 
 class ConfigError(ValueError):
@@ -504,13 +504,9 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
 
 # ---- helpers ---------------------------------------------------------------------------------------------------
 def resolve_path(path: str | Path) -> Path:
-    """A config path: ``shared:rel/path`` → inside ``occrecon.assets.shared_dir()``; otherwise as given."""
-    text = str(path)
-    if text.startswith(SHARED_PREFIX):
-        from ..assets import shared_dir
-
-        return shared_dir() / text[len(SHARED_PREFIX):]
-    return Path(text).expanduser()
+    """A config path: ``shared:rel/path`` → inside the shared asset folder, ``package:rel/path`` → inside the
+    installed package (:func:`occrecon.assets.resolve_asset_path`); otherwise as given."""
+    return resolve_asset_path(path)
 
 
 def flatten(data: Any, prefix: str = "") -> dict[str, Any]:

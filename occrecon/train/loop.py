@@ -30,8 +30,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, CheckpointError, capture_rng, remove_stale_temp_files, restore_rng
-from .config import SHARED_PREFIX, STAGES, ConfigError, TrainConfig, config_diff, resolve_path, resolved_batch_sizes
+from ..checkpoint import (Checkpoint, CheckpointError, build_nets, build_renderer, capture_rng, nets_spec,
+                          remove_stale_temp_files, restore_rng)
+from .config import PACKAGE_PREFIX, SHARED_PREFIX, STAGES, ConfigError, TrainConfig, config_diff, resolve_path, resolved_batch_sizes
 from .data import build_dataset, make_loader, prepare_batch
 from .distributed import (DistInfo, all_reduce_mean, any_flag, broadcast_buffers, check_replicas_identical,
                           init_distributed)
@@ -309,20 +310,18 @@ class Trainer:
 
     def _build_nets(self) -> Nets:
         from ..morphable import load_model
-        from ..nets import Encoder, UNet, load_backbone
-        from ..render import FaceRenderer, PerspectiveCamera
+        from ..nets import UNet, load_backbone
 
         cfg = self.cfg
         with _config_errors("model.path"):
             self.model_path = resolve_path(cfg.model.path)
             model = load_model(self.model_path).to(self.device)
-        size = cfg.data.image_size
-        default = PerspectiveCamera()
-        camera = PerspectiveCamera(focal=default.focal * size / default.image_size[1], image_size=(size, size))
-        renderer = FaceRenderer(model, camera=camera, use_antialias=cfg.model.use_antialias).to(self.device)
+        spec = {"encoder_arch": cfg.nets.encoder_arch, "encoder_scales": cfg.nets.encoder_scales,
+                "image_size": cfg.data.image_size, "renderer": {"use_antialias": cfg.model.use_antialias}, "unet": None}
+        renderer = build_renderer(spec, model).to(self.device)  # the checkpoint's framing, as inference rebuilds it
         with _config_errors("nets"):
-            encoder = Encoder(model.layout, arch=cfg.nets.encoder_arch, scales=cfg.nets.encoder_scales,
-                              units=model.units).to(self.device)
+            encoder, _ = build_nets(spec, model.layout, units=model.units)
+            encoder = encoder.to(self.device)
         needs_unet = any(s in cfg.stages.order for s in ("unet_pretrain", "em"))
         unet = None
         if needs_unet:
@@ -354,21 +353,16 @@ class Trainer:
             self.nets.unet_train = DDP(self.nets.unet, device_ids=ids)
 
     def nets_info(self) -> dict[str, Any]:
-        """The checkpoint's ``"nets"`` entry: what ``occrecon.api.Reconstructor.from_checkpoint`` rebuilds
-        (``model_path`` as configured, so ``shared:`` paths stay portable; ``encoder_scales`` as resolved by
-        the encoder; ``renderer``: the camera focal length and antialias switch)."""
+        """The checkpoint's ``"nets"`` entry (:func:`occrecon.checkpoint.nets_spec`): ``model_path`` as configured
+        when it is a ``shared:`` / ``package:`` path (portable), else absolute."""
         path = self.cfg.model.path
-        if not path.startswith(SHARED_PREFIX):
+        if not path.startswith((SHARED_PREFIX, PACKAGE_PREFIX)):
             path = str(self.model_path.resolve())
-        scales = {k: (list(map(float, v)) if isinstance(v, (list, tuple)) else float(v))
-                  for k, v in self.nets.encoder.scales.items()}
-        return {"model_path": path, "encoder_arch": self.cfg.nets.encoder_arch,
-                "unet": self.cfg.nets.unet if self.nets.unet is not None else None,
-                "image_size": self.cfg.data.image_size,
-                "layout": [[n, s] for n, s in self.nets.layout.entries],
-                "encoder_scales": scales,
-                "renderer": {"use_antialias": self.cfg.model.use_antialias,
-                             "focal": float(self.nets.renderer.camera.focal)}}
+        return nets_spec(model_path=path, encoder_arch=self.cfg.nets.encoder_arch,
+                         unet=self.cfg.nets.unet if self.nets.unet is not None else None,
+                         image_size=self.cfg.data.image_size, layout=self.nets.layout,
+                         encoder_scales=self.nets.encoder.scales, use_antialias=self.cfg.model.use_antialias,
+                         focal=float(self.nets.renderer.camera.focal))
 
     # ---- optimisation -----------------------------------------------------------------------------------------
     def _optimisers(self, stage: str) -> tuple[dict, dict]:
