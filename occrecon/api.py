@@ -23,9 +23,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 
-from .checkpoint import (FORMAT, UntrustedCheckpointError, _first_line, atomic_save, build_nets, build_renderer, read_checkpoint,
+from .device import check_device
+from .checkpoint import (FORMAT, UntrustedCheckpointError, atomic_save, build_nets, build_renderer, read_checkpoint,
                          resolve_model_path, spec_layout)
 from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
@@ -36,7 +38,7 @@ from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
            "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint", "check_device",
-           "UntrustedCheckpointError"]
+           "UntrustedCheckpointError", "overlay"]
 
 #: The ``"format"`` value of the checkpoints this module reads (:mod:`occrecon.checkpoint`, the format's home).
 CHECKPOINT_FORMAT = FORMAT
@@ -284,27 +286,6 @@ class Reconstructor(torch.nn.Module):
         return rec.to(device)
 
 
-def check_device(device: str | torch.device, name: str = "device") -> torch.device:
-    """``device`` as a ``torch.device`` that exists on this machine; ValueError naming ``name`` (the argument, or a
-    command-line flag) otherwise: a malformed device string, CUDA (or another backend) missing, an index beyond the
-    devices present."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise ValueError(f"{name}: {device!r} is not a torch device ({_first_line(str(exc))})") from None
-    if dev.type == "cpu":
-        return dev
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"{name} {device}: no CUDA device is available on this machine")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"{name} {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    try:
-        torch.empty(0, device=dev)
-    except (RuntimeError, AssertionError, ValueError) as exc:  # a build without the backend asserts
-        raise ValueError(f"{name} {device}: not available on this machine ({_first_line(str(exc))})") from None
-    return dev
-
-
 def export_checkpoint(src: str | Path, dst: str | Path, trusted: bool = False) -> Path:
     """Write an inference-only copy of a training checkpoint: the nets, their weights, the stage, iteration, training
     config and metrics; no optimiser, scheduler or RNG state (a fraction of the size; it cannot resume training).
@@ -327,3 +308,15 @@ def _load_state(module: torch.nn.Module, state: Any, name: str, path) -> None:
         module.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: '{name}' weights do not fit the rebuilt network: {exc}") from None
+
+
+def overlay(target: torch.Tensor, out, index: int) -> np.ndarray:
+    """``uint8 (H, 3W, 3)``: target | render composited over the target | target with occluded Φ pixels in red."""
+    t = target[index]
+    region, mask = out.region[index], out.mask[index]
+    render = out.image[index].clamp(0, 1) * region + t * (1 - region)
+    occluded = (region - mask).clamp(0, 1)
+    red = torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1)
+    seg = t * (1 - 0.6 * occluded) + red * 0.6 * occluded
+    row = torch.cat([t, render, seg], dim=2)
+    return (row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)

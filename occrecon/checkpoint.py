@@ -39,7 +39,7 @@ import torch
 from .assets import PACKAGE_PREFIX, SHARED_PREFIX, resolve_asset_path
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointError", "UntrustedCheckpointError", "atomic_save",
-           "remove_stale_temp_files", "capture_rng", "restore_rng", "read_checkpoint", "nets_spec", "build_nets",
+           "remove_stale_temp_files", "capture_rng", "BUNDLED_CHECKPOINT", "restore_rng", "read_checkpoint", "nets_spec", "build_nets",
            "build_renderer", "resolve_model_path", "INFERENCE_KEYS", "NETS_KEYS", "SHARED_PREFIX", "PACKAGE_PREFIX"]
 
 #: Value of the ``"format"`` key of every checkpoint this module writes.
@@ -53,6 +53,8 @@ _REQUIRED = ("format", "stage", "iteration", "config", "nets", "encoder", "unet"
 #: of its ``"nets"`` entry.
 INFERENCE_KEYS = ("format", "stage", "nets", "encoder", "unet")
 NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
+#: The checkpoint shipped inside the package (``occrecon demo``, ``occrecon reconstruct``'s default).
+BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "occrecon_compact_ict.pt"
 #: The UNet architectures a ``"nets"`` spec may name.
 UNET_KINDS = ("paper", "compact")
 

@@ -18,17 +18,17 @@ import torch
 from PIL import Image
 
 from . import assets
+from .checkpoint import BUNDLED_CHECKPOINT
 from .data.io import read_five_points, read_image
 from .ops import neighbour_loss, neighbour_min
 
-__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]
+__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]  # noqa: F822
 
 SIZE = 224
 SHIFT = (2, -3)  # (dy, dx) of the misaligned "render", pixels
 OCCLUDER = "sunglasses_noto.png"  # Apache-2.0 (Noto Emoji), see the occluders' README
 #: The compact checkpoint shipped with the package (trained by configs/cpu_acceptance.yaml on permissively licensed
 #: occluders only; face model: ICT-FaceKit narrow face, MIT). See occrecon/checkpoints/README.md.
-BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "occrecon_compact_ict.pt"
 
 
 def crop_face(image: Image.Image, points5: np.ndarray, size: int = SIZE) -> Image.Image:
@@ -126,7 +126,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     from .data.occluders import OccluderLibrary
     from .data.synth import SynthConfig, labelled_region, load_real_faces, occlude, real_face_region
     from .eval.metrics import segmentation_metrics
-    from .reconstruct import overlay
+    from .api import overlay
 
     checkpoint = Path(checkpoint) if checkpoint is not None else BUNDLED_CHECKPOINT
     if not checkpoint.is_file():

@@ -167,12 +167,26 @@ def test_other_input_errors(bad, capsys, tmp_path):
 
 
 def test_the_installed_command_prints_one_line(bad, tmp_path):
-    """The same through a real process (``python -m occrecon.cli``): what a user sees."""
+    """The same through a real process (``python -m occrecon``): what a user sees."""
     env = dict(os.environ, OCCRECON_TRACEBACK="")
     for argv, name in ((["reconstruct", bad["grey.png"], "--checkpoint", bad["truncated.pt"], "--out", tmp_path],
                         bad["truncated.pt"]),
                        (["checkpoint", "export", bad["refused.pt"], tmp_path / "x.pt"], "pass --trusted")):
-        proc = subprocess.run([sys.executable, "-m", "occrecon.cli", *map(str, argv)], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "occrecon", *map(str, argv)], capture_output=True,
                               text=True, env=env, timeout=300)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and str(name) in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_version_and_debug(bad, tmp_path, capsys):
+    """``--version`` prints the package version; ``--debug`` turns a user error's line into its traceback."""
+    import occrecon
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"occrecon {occrecon.__version__}"
+    env = dict(os.environ, OCCRECON_TRACEBACK="")
+    argv = ["--debug", "reconstruct", bad["grey.png"], "--checkpoint", bad["truncated.pt"], "--out", tmp_path]
+    proc = subprocess.run([sys.executable, "-m", "occrecon", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr and str(bad["truncated.pt"]) in proc.stderr

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+import occrecon.cli.evaluate as cli_evaluate
 import occrecon.eval.evaluate as ev
 from occrecon.api import Reconstructor, default_camera
 from occrecon.assets import shared_dir
@@ -187,7 +188,7 @@ def test_bad_arguments(rec, tmp_path, capsys):
     with pytest.raises(ValueError, match="batch_size"):
         ev.evaluate_reconstructor(rec, samples, batch_size=0)
     with pytest.raises(ValueError, match="checkpoints"):
-        ev.evaluate(tmp_path / "d", [ev.CheckpointSpec("A", Path("a.pt")), ev.CheckpointSpec("A", Path("b.pt"))])
+        cli_evaluate.evaluate(tmp_path / "d", [ev.CheckpointSpec("A", Path("a.pt")), ev.CheckpointSpec("A", Path("b.pt"))])
     samples[1].image.write_bytes(b"\x89PNG\r\n\x1a\n broken")
     with pytest.raises(ValueError, match="1.png: cannot read"):
         ev.evaluate_reconstructor(rec, samples)

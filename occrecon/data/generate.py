@@ -14,13 +14,11 @@ Samples are written by ``W`` processes (spawned; each draws sample ``i`` from it
 """
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 import time
 from pathlib import Path
 
-__all__ = ["generate_dataset", "add_synth_parser"]
+__all__ = ["generate_dataset"]
 
 _OUTPUT_NAMES = ("images", "masks", "landmarks.csv", "meta.jsonl", "theta.npy", "theta_ids.json", "README.txt")
 
@@ -126,40 +124,3 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
     return {"root": root, "samples": len(tasks), "seconds": seconds, "samples_per_s": len(tasks) / seconds}
 
 
-def _synth_command(args: argparse.Namespace) -> int:
-    try:
-        res = generate_dataset(args.out, args.synthetic, args.real, seed=args.seed, model_path=args.model,
-                               permissive_only=args.permissive_only, occluded_fraction=args.occluded_fraction,
-                               max_occluders=args.max_occluders, workers=args.workers, overwrite=args.overwrite,
-                               appearance=args.appearance)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"occrecon data synth: error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {res['samples']} samples to {res['root']} in {res['seconds']:.1f} s "
-          f"({res['samples_per_s']:.1f} samples/s)")
-    return 0
-
-
-def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
-    """Register ``synth`` under the ``occrecon data`` sub-command group."""
-    p = data_subparsers.add_parser("synth", help="write an occlusion dataset (synthetic renders + real faces)",
-                                   description="write an occlusion dataset folder (synthetic renders + real "
-                                               "faces) from a seed")
-    p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic samples (default 0)")
-    p.add_argument("--real", type=int, default=0, metavar="N", help="real-face samples (default 0)")
-    p.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed (default 0)")
-    p.add_argument("--model", metavar="PATH", help="face model (default: shared/assets/models/sfm_3448.npz)")
-    p.add_argument("--permissive-only", action="store_true",
-                   help="use only permissively licensed library cut-outs (required for shipped checkpoints)")
-    p.add_argument("--occluded-fraction", type=float, default=0.75, metavar="F",
-                   help="probability that a sample gets occluders (default 0.75)")
-    p.add_argument("--max-occluders", type=int, default=3, metavar="K", help="occluders per sample, 1..K (default 3)")
-    p.add_argument("--appearance", default="auto", metavar="auto|learned|legacy",
-                   help="albedo and light of the synthetic faces: learned (the model's learned albedo and "
-                        "illumination prior), legacy (generic prior, random skin tone, hand-set light ranges) or "
-                        "auto (default: learned when the model has both)")
-    p.add_argument("--workers", type=int, default=2, metavar="W", help="processes (default 2)")
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
-    p.set_defaults(func=_synth_command)
-    return p

@@ -8,8 +8,6 @@ problems included (read the report); 2 for bad arguments.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from .align import TEMPLATE_SIZE
 from .io import IMAGE_EXTENSIONS, MASK_SUFFIX, ImageReadError, read_image, write_landmarks_csv
 from .prepare import AlignmentError, FaceNotFound, prepare_face
 
-__all__ = ["LandmarkReport", "find_images", "run_landmarks", "add_landmarks_parser"]
+__all__ = ["LandmarkReport", "find_images", "run_landmarks", "make_detector"]
 
 
 @dataclass
@@ -52,7 +50,7 @@ def find_images(root: Path, exclude: Path | None = None) -> list[Path]:
     return sorted(out, key=lambda p: p.relative_to(root).as_posix())
 
 
-def _make_detector(backend: str, upsample: int, fan_weights: str | None, device: str):
+def make_detector(backend: str, upsample: int, fan_weights: str | None, device: str):
     from .landmarks import DlibDetector, FanDetector
 
     if backend == "dlib":
@@ -132,31 +130,3 @@ def run_landmarks(images_dir: str | Path, out: str | Path, detector, aligned_out
     return report
 
 
-def _command(args: argparse.Namespace) -> int:
-    if not Path(args.images_dir).is_dir():
-        print(f"occrecon data landmarks: error: images_dir {args.images_dir}: not a folder", file=sys.stderr)
-        return 2
-    if args.backend == "fan":
-        from ..api import check_device
-
-        check_device(args.device, "--device")  # ValueError: one line from occrecon.cli, exit status 2
-    detector = _make_detector(args.backend, args.upsample, args.fan_weights, args.device)
-    run_landmarks(args.images_dir, args.out, detector, aligned_out=args.aligned_out, size=args.size)
-    return 0
-
-
-def add_landmarks_parser(data_subparsers) -> argparse.ArgumentParser:
-    """Register ``landmarks`` under the ``occrecon data`` sub-command group."""
-    p = data_subparsers.add_parser("landmarks", help="detect 68 landmarks in a folder of photos (authors' CSV)",
-                                   description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images_dir", help="folder of photos (scanned recursively)")
-    p.add_argument("--out", required=True, help="landmark CSV to write (relative_path,x1,y1,...,x68,y68)")
-    p.add_argument("--backend", choices=["dlib", "fan"], default="dlib",
-                   help="dlib HOG + 68-point predictor (default) or face-alignment's FAN (optional package)")
-    p.add_argument("--aligned-out", help="also write aligned crops, their landmarks.csv and transforms.csv here")
-    p.add_argument("--size", type=int, default=TEMPLATE_SIZE, help="aligned crop size (default 224)")
-    p.add_argument("--upsample", type=int, default=1, help="dlib: image doublings before detection (default 1)")
-    p.add_argument("--fan-weights", help="fan: torch-hub folder whose checkpoints/ holds face-alignment's weights")
-    p.add_argument("--device", default="cpu", help="fan: torch device (default cpu)")
-    p.set_defaults(func=_command)
-    return p

@@ -24,7 +24,6 @@ images the metrics vary far more (F1 ± 0.2) than between methods on one image, 
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import math
@@ -41,8 +40,8 @@ from .table import format_table
 
 __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
            "held_out_ids",
-           "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "evaluate", "paired_differences",
-           "format_report", "format_paired", "PAIRED_KEYS", "add_parser"]
+           "parse_checkpoint_arg", "evaluate_reconstructor", "summarise_by_subset", "paired_differences",
+           "format_report", "format_paired", "PAIRED_KEYS"]
 
 #: How the scored mask is obtained (see the module docstring).
 SEGMENTATION_MODES = ("unet", "pseudo")
@@ -260,38 +259,6 @@ def _json_values(a: np.ndarray) -> list:
     return [None if isinstance(v, float) and math.isnan(v) else v for v in a.tolist()]
 
 
-def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size: int = 8, device: str = "cpu",
-             model_path: str | Path | None = None, threshold: float = DEFAULT_THRESHOLD,
-             ids: Sequence[str] | None = None, trusted: bool = False) -> dict:
-    """Evaluate each checkpoint on the dataset folder ``data`` (only the samples ``ids`` when given; ``trusted``: read
-    checkpoints that need a full unpickle, see :func:`occrecon.api.read_checkpoint`).
-
-    Returns:
-        ``{"data", "threshold", "ids", "occluded", "methods": {name: {"checkpoint", "segmentation", "per_image":
-        {key: [N values, None for NaN]}, "summary": {subset: {key: Summary}}}}}``.
-    """
-    from ..api import Reconstructor, check_device, read_checkpoint  # noqa: PLC0415
-
-    if not checkpoints:
-        raise ValueError("checkpoints: give at least one NAME=PATH")
-    names = [c.name for c in checkpoints]
-    if len(set(names)) != len(names):
-        raise ValueError(f"checkpoints: method names repeat: {names}")
-    check_device(device)
-    samples = read_eval_dataset(data, ids)
-    for spec in checkpoints:  # a damaged or refused checkpoint is reported before the first method runs
-        read_checkpoint(spec.path, trusted=trusted)
-    methods = {}
-    for spec in checkpoints:
-        rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device, trusted=trusted)
-        values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold)
-        methods[spec.name] = {"checkpoint": str(spec.path), "segmentation": spec.segmentation,
-                              "per_image": {k: _json_values(values[k]) for k in VALUE_KEYS},
-                              "summary": summarise_by_subset(values)}
-    return {"data": str(data), "threshold": threshold, "ids": [s.id for s in samples],
-            "occluded": [s.occluded for s in samples], "methods": methods}
-
-
 def paired_differences(result: dict, base: str, keys: Sequence[str] = PAIRED_KEYS
                        ) -> dict[str, dict[str, dict[str, PairedDifference]]]:
     """``{method: {subset: {key: PairedDifference}}}``: every other method of an :func:`evaluate` result against the
@@ -347,63 +314,3 @@ def format_paired(diffs: dict[str, dict[str, dict[str, PairedDifference]]], base
                               f"(images where the method is better / images)")
 
 
-def _run(args: argparse.Namespace) -> int:
-    """The command; a bad argument or input raises (``occrecon.cli`` prints it in one line, exit status 2)."""
-    from ..api import check_device  # noqa: PLC0415
-
-    specs = [parse_checkpoint_arg(c) for c in args.checkpoint]
-    if args.ids and args.held_out:
-        raise ValueError("give --ids or --held-out, not both")
-    names = [spec.name for spec in specs]
-    if args.paired_with is not None and args.paired_with not in names:
-        raise ValueError(f"--paired-with {args.paired_with!r} is not one of the methods: {', '.join(names)}")
-    check_device(args.device, "--device")
-    ids = read_id_list(args.ids) if args.ids else None
-    if args.held_out:
-        ids = held_out_ids(args.data, args.held_out, args.split_seed)
-    result = evaluate(args.data, specs, batch_size=args.batch_size, device=args.device, model_path=args.model,
-                      threshold=args.threshold, ids=ids, trusted=args.trusted)
-    print(format_report(result, markdown=args.markdown))
-    if args.paired_with is not None:
-        diffs = paired_differences(result, args.paired_with)
-        if diffs:
-            print("\n" + format_paired(diffs, args.paired_with, args.markdown))
-        result["paired_with"] = {"base": args.paired_with, "methods": {
-            name: {s: {k: v.as_dict() for k, v in by.items()} for s, by in subsets.items()}
-            for name, subsets in diffs.items()}}
-    if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for m in result["methods"].values():
-            m["summary"] = {s: {k: v.as_dict() for k, v in by.items()} for s, by in m["summary"].items()}
-        out.write_text(json.dumps(result, indent=1))
-        print(f"\nwrote {out}")
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register ``occrecon evaluate`` on the CLI's sub-parsers."""
-    from ..cli import add_trusted_flag  # noqa: PLC0415
-    p = sub.add_parser("evaluate", help="segmentation and reconstruction metrics of checkpoints on a dataset folder",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", required=True, help="dataset folder (images/, masks/, meta.jsonl)")
-    p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH[:MODE]",
-                   help="a method to evaluate (repeatable); MODE 'unet' (default) or 'pseudo' (eq. 9 pseudo-masks)")
-    p.add_argument("--ids", help="evaluate only the sample ids listed in this text file (one per line)")
-    p.add_argument("--held-out", type=float, metavar="FRACTION",
-                   help="evaluate only the held-out part of the training split (data.held_out of the training "
-                        "config; occrecon.data.dataset.split_ids)")
-    p.add_argument("--split-seed", type=int, default=0, help="seed of that split (data.split_seed; default 0)")
-    p.add_argument("--markdown", action="store_true", help="print Markdown tables instead of plain text")
-    p.add_argument("--paired-with", metavar="NAME",
-                   help="also print every other method minus this one, image by image: mean ± standard error of "
-                        "F1, soft F1, RMSE and MAE, and on how many images it is better")
-    p.add_argument("--out", help="write per-image values and summaries to this JSON file")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--model", help="face model file overriding the checkpoints' stored model_path")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"binarisation threshold of the hard metrics (default {DEFAULT_THRESHOLD})")
-    add_trusted_flag(p)
-    p.set_defaults(func=_run)
-    return p

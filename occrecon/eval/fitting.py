@@ -27,8 +27,6 @@ Medians with bootstrap standard errors, and paired differences (mean ± standard
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,8 +37,8 @@ import torch
 
 from .metrics import paired_difference, reconstruction_errors, segmentation_metrics
 
-__all__ = ["EvalCase", "prepare_cases", "evaluate_fit", "landmark_error", "median_se", "run_evaluate_fit",
-           "add_parser"]
+__all__ = ["EvalCase", "prepare_cases", "evaluate_fit", "landmark_error", "median_se",
+           "format_fit_report", "figure_images", "save_figure", "result_json", "FIGURE_ROWS"]
 
 #: dlib thresholds tried after the default 0 when no face is found (heavily occluded photos need them).
 DETECTOR_FALLBACK = (-0.5, -1.0)
@@ -213,7 +211,7 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
         encoder_rec: an :class:`~occrecon.api.Reconstructor` with an encoder (the bundled model), or None.
         encoder_init: also run the fit initialised by the encoder ("encoder + fit").
     """
-    from ..api import default_camera
+    from ..render.camera import default_camera
     from ..fit import fit_image, fit_preset
     from ..fit.image import robust_mask
     from ..losses.robust import PAPER_XI, pseudo_mask
@@ -447,7 +445,7 @@ def save_figure(pairs, result_images: dict, path: Path, rows: int = 8) -> Path:
 
 def figure_images(pairs, *, model, fit_config, encoder_rec, rows: int = 8) -> dict:
     """The panels of :func:`save_figure` for ``rows`` faces spread evenly over ``pairs`` (both versions)."""
-    from ..api import default_camera
+    from ..render.camera import default_camera
     from ..fit import fit_image
     from ..render import FaceRenderer
 
@@ -474,7 +472,7 @@ def figure_images(pairs, *, model, fit_config, encoder_rec, rows: int = 8) -> di
     return out
 
 
-def _json(result: dict) -> dict:
+def result_json(result: dict) -> dict:
     """JSON-ready copy (NaN → None; the per-face normal samples, only needed for the report, left out)."""
     def clean(v):
         if isinstance(v, list):
@@ -491,79 +489,3 @@ def _json(result: dict) -> dict:
     return conv(result)
 
 
-def run_evaluate_fit(args: argparse.Namespace) -> int:
-    from ..api import Reconstructor
-    from ..data.faces import identity_split, read_face_folder
-    from ..demo import BUNDLED_CHECKPOINT
-    from ..morphable import resolve_model
-
-    rec = None  # the checkpoint or model first: a bad one is reported before the faces are read
-    if not args.no_encoder:
-        rec = Reconstructor.from_checkpoint(args.checkpoint or BUNDLED_CHECKPOINT, trusted=args.trusted)
-    model = rec.model if rec is not None else resolve_model(args.model)
-    records = read_face_folder(args.faces)
-    _, held = identity_split(records, args.held_out, args.split_seed)
-    held = [r for r in held if "possibly_occluded" not in r.flags]
-    if args.limit:
-        held = held[: args.limit]
-    print(f"{len(held)} held-out faces (identity split {args.held_out}, seed {args.split_seed}; "
-          f"real-mask faces left out)")
-    size = rec.image_size[0] if rec is not None else args.size
-    t0 = time.perf_counter()
-    pairs, failures = prepare_cases(held, size, seed=args.seed)
-    print(f"prepared {len(pairs)} faces in {time.perf_counter() - t0:.0f} s")
-    result = evaluate_fit(pairs, model=model, fit_config=args.preset, encoder_rec=rec, batch_size=args.batch_size,
-                          encoder_init=args.encoder_init)
-    result["failures"] = failures
-    report = format_fit_report(result, markdown=True)
-    print(report)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "fit_eval.json").write_text(json.dumps(_json(result)))
-    (out / "fit_eval.md").write_text(report + "\n")
-    if args.figure:
-        # only faces whose owners published them under a licence may appear in a published figure
-        all_held = [r for r in identity_split(records, args.held_out, args.split_seed)[1]
-                    if r.image_rights == "licensed" and "possibly_occluded" not in r.flags]
-        chosen = [all_held[int(i)] for i in np.linspace(0, len(all_held) - 1, min(FIGURE_ROWS, len(all_held)))]
-        fig_pairs, _ = prepare_cases(chosen, size, seed=args.seed)
-        imgs = figure_images(fig_pairs, model=model, fit_config=args.preset, encoder_rec=rec, rows=FIGURE_ROWS)
-        path = save_figure(fig_pairs, imgs, Path(args.figure), rows=FIGURE_ROWS)
-        shown = {p[0].id for p in fig_pairs if p[1] is not None}
-        shown_records = [r for r in chosen if r.id in shown]
-        credits = sorted({f"{r.source} ({r.licence})" for r in shown_records})
-        note = (f"Figure ({path.name}): held-out faces {', '.join(r.id for r in shown_records)} of "
-                f"{'; '.join(credits)}.")
-        (out / "fit_eval.md").write_text(report + "\n\n" + note + "\n")
-        print(f"wrote {path}\n{note}")
-    print(f"wrote {out}/fit_eval.json, fit_eval.md")
-    return 0
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    from ..cli import add_trusted_flag
-    from ..data.faces import HELD_OUT, SPLIT_SEED
-    from ..fit import FIT_PRESETS
-
-    p = sub.add_parser("evaluate-fit", help="the fitting engine on held-out real photos, clean and with pasted "
-                                            "occluders, beside the mean face and the bundled encoder",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--faces", help="real-face folder (default: shared/assets/faces/train)")
-    p.add_argument("--held-out", type=float, default=HELD_OUT, help=f"held-out identity share (default {HELD_OUT})")
-    p.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the split (default {SPLIT_SEED})")
-    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="quality", help="fit preset (default quality)")
-    p.add_argument("--limit", type=int, default=0, help="evaluate only the first N held-out faces")
-    p.add_argument("--seed", type=int, default=0, help="occluder draw")
-    p.add_argument("--checkpoint", help="encoder checkpoint (default: the bundled one)")
-    p.add_argument("--no-encoder", action="store_true", help="no encoder baseline; fit --model at --size")
-    p.add_argument("--model", help="face model to fit with --no-encoder (default: the shipped model, ICT narrow face "
-                                   "with a learned albedo)")
-    p.add_argument("--size", type=int, default=128, help="crop size with --no-encoder (default 128)")
-    p.add_argument("--encoder-init", action="store_true", help="also fit from the encoder's prediction")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--figure", help="also write the photo | encoder | fit | mask picture here (PNG or JPEG), made "
-                                    "of held-out faces whose images are published under a licence")
-    p.add_argument("--out", default="runs/fit_eval", help="output folder (default runs/fit_eval)")
-    add_trusted_flag(p)
-    p.set_defaults(func=run_evaluate_fit)
-    return p

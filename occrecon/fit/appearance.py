@@ -16,10 +16,7 @@ is kept at the prior's (the generic skin tone), so that the lights stay in the r
 """
 from __future__ import annotations
 
-import argparse
 import datetime
-import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -38,7 +35,7 @@ from .light import _ridge_solve, gamma_to_theta, theta_to_gamma, visible_vertice
 
 __all__ = ["AlbedoSamples", "albedo_samples", "estimate_light", "build_albedo_model", "albedo_model_from_images",
            "albedo_gallery", "theta_to_gamma",
-           "gamma_to_theta", "add_parser"]
+           "gamma_to_theta"]
 
 #: Kept samples need a shading of at least this (a dark vertex's albedo is colour / ~0: noise).
 MIN_SHADING = 0.15
@@ -291,68 +288,6 @@ def albedo_model_from_images(model: MorphableModel, images: torch.Tensor, landma
     report.update(faces=n, seconds=time.perf_counter() - t0, explained=pca.explained.tolist(), std=pca.std.tolist(),
                   gamma=g.tolist())
     return learned, report
-
-
-def run_albedo_build(args: argparse.Namespace) -> int:
-    from ..data.faces import identity_split, licence_filter, read_face_folder
-    from ..morphable import load_model
-
-    model = load_model(args.model)
-    records = read_face_folder(args.faces)
-    n_all = len(records)
-    if not args.include_held_out:
-        records, _ = identity_split(records, args.held_out, args.split_seed)
-    records = [r for r in licence_filter(records, args.licence) if "possibly_occluded" not in r.flags]
-    if args.limit:
-        records = records[: args.limit]
-    if not records:
-        raise ValueError(f"faces: no face of {args.faces or 'the shared folder'} passes the licence filter "
-                         f"'{args.licence}'{'' if args.include_held_out else ' in the training identities'}")
-    split = ("all identities" if args.include_held_out else
-             f"training identities only (held out {args.held_out}, seed {args.split_seed})")
-    print(f"{len(records)} of {n_all} faces: licence '{args.licence}', {split}, real-mask faces left out")
-    command = "occrecon " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("occrecon") else ""
-    learned, report = build_albedo_model(model, records, components=args.components, rounds=args.rounds,
-                                         size=args.size, fit_size=args.fit_size, preset=args.preset,
-                                         batch_size=args.batch_size, licence=args.licence, command=command,
-                                         pca_iterations=args.pca_iterations)
-    learned.provenance["split"] = split
-    out = learned.save(args.out, compact=args.compact)
-    Path(str(out) + ".json").write_text(json.dumps(report, indent=1))
-    print(f"wrote {out} ({learned.extra_repr()}) in {report['seconds']:.0f} s; "
-          f"{report['faces']} faces, {100 * sum(report['explained']):.1f} % of the albedo variance in "
-          f"{args.components} modes; report {out}.json")
-    return 0
-
-
-def add_parser(sub) -> argparse.ArgumentParser:
-    """``occrecon model albedo build`` (``sub``: the ``model albedo`` subparsers)."""
-    from ..data.faces import HELD_OUT, LICENCE_FILTERS, SPLIT_SEED
-    from .config import FIT_PRESETS
-
-    p = sub.add_parser("build", help="learn an albedo model and an illumination prior from fits of real photos",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="the face model (.npz, or any format load_model reads)")
-    p.add_argument("--faces", help="real-face folder (default: shared/assets/faces/train)")
-    p.add_argument("--licence", choices=LICENCE_FILTERS, default="licensed",
-                   help="which faces may be used (default licensed: images published under a licence, the only "
-                        "ones a shipped model may learn from; 'all' is for experiments)")
-    p.add_argument("--include-held-out", action="store_true",
-                   help="also use the held-out identities (experiments only: they are the evaluation's)")
-    p.add_argument("--held-out", type=float, default=HELD_OUT, help=f"held-out identity share (default {HELD_OUT})")
-    p.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the split (default {SPLIT_SEED})")
-    p.add_argument("--components", "-K", type=int, default=80, help="albedo modes (default 80)")
-    p.add_argument("--rounds", type=int, default=3, help="light re-estimation rounds (default 3)")
-    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="fast", help="fit preset (default fast)")
-    p.add_argument("--size", type=int, default=224, help="crop size the colours are read at (default 224)")
-    p.add_argument("--fit-size", type=int, default=128, help="image size of the fit (default 128)")
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--pca-iterations", type=int, default=200, help="EM-PCA iterations at most (default 200)")
-    p.add_argument("--limit", type=int, default=0, help="use only the first N faces")
-    p.add_argument("--compact", action="store_true", help="float16 bases, compressed (a model to ship)")
-    p.add_argument("--out", required=True, help="output model .npz (a report is written beside it)")
-    p.set_defaults(func=run_albedo_build)
-    return p
 
 
 def albedo_gallery(model: MorphableModel, path: str | Path, modes: int = 3, size: int = 192) -> Path:

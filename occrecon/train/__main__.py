@@ -1,7 +1,7 @@
 """``python -m occrecon.train CONFIG.yaml [--resume [CKPT]] [--out DIR]`` (also under ``torchrun``)."""
 import sys
 
-from .cli import main
+from occrecon.cli.train import main
 
 if __name__ == "__main__":
     sys.exit(main())

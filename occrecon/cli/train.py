@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-__all__ = ["add_parser", "configure_parser", "run_command", "one_line", "main"]
+__all__ = ["register", "configure_parser", "run_command", "one_line", "main"]
 
 
 def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -20,7 +20,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
-def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register ``occrecon train`` on the CLI's subparsers."""
     return configure_parser(sub.add_parser(
         "train", help="train the encoder and the segmentation UNet (init, unet_pretrain, em, mofa stages)"))
@@ -30,9 +30,9 @@ def run_command(args: argparse.Namespace) -> int:
     """Run the parsed command; a diverged run, a refused resume, a bad config, an unreadable checkpoint or a file
     error exits with status 1 after one line on stderr."""
     from ..checkpoint import CheckpointError
-    from .config import ConfigError, TrainConfig
-    from .distributed import shutdown_distributed
-    from .loop import ConfigMismatchError, TrainingDiverged, train
+    from ..train.config import ConfigError, TrainConfig
+    from ..train.distributed import shutdown_distributed
+    from ..train.loop import ConfigMismatchError, TrainingDiverged, train
 
     try:
         summary = train(TrainConfig.from_yaml(args.config), out_dir=args.out, resume=args.resume,

@@ -22,10 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor, check_device
-from .data.io import IMAGE_EXTENSIONS, ImageReadError
-from .data.prepare import AlignmentError, FaceNotFound, prepare_photo
-from .morphable.export import write_obj
+from ..api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor, overlay
+from ..device import check_device
+from ..data.io import IMAGE_EXTENSIONS, ImageReadError
+from ..data.prepare import AlignmentError, FaceNotFound, prepare_photo
+from ..morphable.export import write_obj
 
 
 @dataclass
@@ -48,19 +49,6 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
         else:
             raise FileNotFoundError(f"images: {p} does not exist")
     return out
-
-
-
-def overlay(target: torch.Tensor, out, index: int) -> np.ndarray:
-    """``uint8 (H, 3W, 3)``: target | render composited over the target | target with occluded Φ pixels in red."""
-    t = target[index]
-    region, mask = out.region[index], out.mask[index]
-    render = out.image[index].clamp(0, 1) * region + t * (1 - region)
-    occluded = (region - mask).clamp(0, 1)
-    red = torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1)
-    seg = t * (1 - 0.6 * occluded) + red * 0.6 * occluded
-    row = torch.cat([t, render, seg], dim=2)
-    return (row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
 
 
 def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Path, *, points_dir: Path | None = None,
@@ -141,7 +129,7 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
 def _make_reconstructor(args: argparse.Namespace) -> Reconstructor:
     if args.checkpoint is None and args.model is not None:  # no network: pure fitting
         return Reconstructor.for_model(args.model, image_size=args.size, fit=args.fit or "fast", device=args.device)
-    from .demo import BUNDLED_CHECKPOINT
+    from ..checkpoint import BUNDLED_CHECKPOINT
 
     ckpt = args.checkpoint if args.checkpoint is not None else BUNDLED_CHECKPOINT
     return Reconstructor.from_checkpoint(ckpt, model_path=args.model, device=args.device, fit=args.fit,
@@ -168,12 +156,13 @@ def _run(args: argparse.Namespace) -> int:
         print(f"NOT RECONSTRUCTED {path}: {why}")
     print(f"{len(report.results)} reconstructed, {len(report.failures)} not; wrote {args.out}/<name>_overlay.png, "
           f".obj, .json")
-    return 0 if report.results or not paths else 1
+    return 1 if report.failures else 0
 
 
-def add_parser(sub) -> None:
-    from .cli import add_trusted_flag
-    from .fit import FIT_PRESETS
+def register(sub) -> None:
+    """``occrecon reconstruct``."""
+    from ..fit import FIT_PRESETS
+    from . import add_trusted_flag
 
     p = sub.add_parser("reconstruct", help="photos -> 3D face, render and occlusion mask (a checkpoint, the fitting "
                                            "engine, or both)")

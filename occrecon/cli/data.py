@@ -1,0 +1,89 @@
+"""``occrecon data landmarks`` (:mod:`occrecon.data.landmarks_cmd`) and ``occrecon data synth``
+(:mod:`occrecon.data.generate`)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ..data import landmarks_cmd
+from ..data.align import TEMPLATE_SIZE
+from ..data.generate import generate_dataset
+from ..data.landmarks_cmd import make_detector, run_landmarks
+from ..device import check_device
+
+__all__ = ["register"]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="face landmarks, alignment and occlusion datasets")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    add_landmarks_parser(data_sub)
+    add_synth_parser(data_sub)
+
+
+def _landmarks_command(args: argparse.Namespace) -> int:
+    if not Path(args.images_dir).is_dir():
+        print(f"occrecon data landmarks: error: images_dir {args.images_dir}: not a folder", file=sys.stderr)
+        return 2
+    if args.backend == "fan":
+        check_device(args.device, "--device")  # ValueError: one line from occrecon.cli, exit status 2
+    detector = make_detector(args.backend, args.upsample, args.fan_weights, args.device)
+    run_landmarks(args.images_dir, args.out, detector, aligned_out=args.aligned_out, size=args.size)
+    return 0
+
+
+def add_landmarks_parser(data_subparsers) -> argparse.ArgumentParser:
+    """Register ``landmarks`` under the ``occrecon data`` sub-command group."""
+    p = data_subparsers.add_parser("landmarks", help="detect 68 landmarks in a folder of photos (authors' CSV)",
+                                   description=landmarks_cmd.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images_dir", help="folder of photos (scanned recursively)")
+    p.add_argument("--out", required=True, help="landmark CSV to write (relative_path,x1,y1,...,x68,y68)")
+    p.add_argument("--backend", choices=["dlib", "fan"], default="dlib",
+                   help="dlib HOG + 68-point predictor (default) or face-alignment's FAN (optional package)")
+    p.add_argument("--aligned-out", help="also write aligned crops, their landmarks.csv and transforms.csv here")
+    p.add_argument("--size", type=int, default=TEMPLATE_SIZE, help="aligned crop size (default 224)")
+    p.add_argument("--upsample", type=int, default=1, help="dlib: image doublings before detection (default 1)")
+    p.add_argument("--fan-weights", help="fan: torch-hub folder whose checkpoints/ holds face-alignment's weights")
+    p.add_argument("--device", default="cpu", help="fan: torch device (default cpu)")
+    p.set_defaults(func=_landmarks_command)
+    return p
+
+
+def _synth_command(args: argparse.Namespace) -> int:
+    try:
+        res = generate_dataset(args.out, args.synthetic, args.real, seed=args.seed, model_path=args.model,
+                               permissive_only=args.permissive_only, occluded_fraction=args.occluded_fraction,
+                               max_occluders=args.max_occluders, workers=args.workers, overwrite=args.overwrite,
+                               appearance=args.appearance)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"occrecon data synth: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {res['samples']} samples to {res['root']} in {res['seconds']:.1f} s "
+          f"({res['samples_per_s']:.1f} samples/s)")
+    return 0
+
+
+def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
+    """Register ``synth`` under the ``occrecon data`` sub-command group."""
+    p = data_subparsers.add_parser("synth", help="write an occlusion dataset (synthetic renders + real faces)",
+                                   description="write an occlusion dataset folder (synthetic renders + real "
+                                               "faces) from a seed")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N", help="synthetic samples (default 0)")
+    p.add_argument("--real", type=int, default=0, metavar="N", help="real-face samples (default 0)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="dataset seed (default 0)")
+    p.add_argument("--model", metavar="PATH", help="face model (default: shared/assets/models/sfm_3448.npz)")
+    p.add_argument("--permissive-only", action="store_true",
+                   help="use only permissively licensed library cut-outs (required for shipped checkpoints)")
+    p.add_argument("--occluded-fraction", type=float, default=0.75, metavar="F",
+                   help="probability that a sample gets occluders (default 0.75)")
+    p.add_argument("--max-occluders", type=int, default=3, metavar="K", help="occluders per sample, 1..K (default 3)")
+    p.add_argument("--appearance", default="auto", metavar="auto|learned|legacy",
+                   help="albedo and light of the synthetic faces: learned (the model's learned albedo and "
+                        "illumination prior), legacy (generic prior, random skin tone, hand-set light ranges) or "
+                        "auto (default: learned when the model has both)")
+    p.add_argument("--workers", type=int, default=2, metavar="W", help="processes (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
+    p.set_defaults(func=_synth_command)
+    return p
