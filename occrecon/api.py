@@ -33,6 +33,7 @@ from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
 from .morphable import ParamLayout, load_model, resolve_model
 from .nets.eval_view import eval_view
+from .nets.unet import face_mask
 from .render import FaceRenderer
 from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
 
@@ -204,7 +205,7 @@ class Reconstructor(torch.nn.Module):
                 theta = result.theta.to(dtype)
             r = self.renderer(theta.to(self.model.mean.dtype))
             if unet is not None and (cfg is None or self.fit_mask == "unet"):
-                mask = r.mask.to(dtype) * torch.sigmoid(unet(images, r.image.to(dtype)))
+                mask = face_mask(r.mask.to(dtype), unet(images, r.image.to(dtype)))
             elif cfg is not None:
                 window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
                 mask = robust_mask(images, r.image.to(dtype), r.mask.to(dtype), cfg.xi_for(self.model), window)

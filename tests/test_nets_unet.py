@@ -1,12 +1,14 @@
 """occrecon.nets.unet: shapes with odd sizes, dropout placement, determinism, channel order, parameter counts."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from occrecon.nets import UNet
+from occrecon.nets import UNet, face_mask
 from occrecon.nets.unet import COMPACT_WIDTHS, PAPER_WIDTHS
 
 
@@ -84,6 +86,9 @@ def test_mask_is_region_times_sigmoid_and_errors():
     assert torch.allclose(m, expect, atol=1e-6) and torch.all(m[region == 0] == 0)
     with pytest.raises(ValueError, match="region"):
         net.mask(t, r, torch.ones(1, 1, 20, 23))
+    logits = torch.tensor([[[[0.0, 2.0], [-1.0, 40.0]]]])
+    closed = torch.tensor([[[[0.5, 1 / (1 + math.exp(-2.0))], [0.0, 1.0]]]])  # Φ = [[1, 1], [0, 1]]
+    assert torch.allclose(face_mask(torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]]), logits), closed)
     with pytest.raises(ValueError, match="render"):
         net(t, torch.rand(1, 3, 20, 25))
     with pytest.raises(ValueError, match="target"):

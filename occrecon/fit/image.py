@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from ..nets.eval_view import eval_view
+from ..nets.unet import face_mask
 from ..ops import neighbour_loss
 from ..render.camera import PerspectiveCamera
 from ..render.face import FaceRenderer
@@ -271,7 +272,7 @@ def _e_step(cfg: ImageFitConfig, model, targets, out, unet, size: int, fitting: 
     M-step's pixel weights (``fitting``), the stricter ``xi_fit``."""
     with torch.no_grad():
         if unet is not None:
-            return out.mask * torch.sigmoid(eval_view(unet)(targets, out.image.clamp(0, 1)))
+            return face_mask(out.mask, eval_view(unet)(targets, out.image.clamp(0, 1)))
         window = max(1, int(round(cfg.mask_window * size / 128)) | 1)
         xi = cfg.xi_fit if fitting and cfg.xi_fit is not None else cfg.xi_for(model)
         return robust_mask(targets, out.image, out.mask, xi, window)

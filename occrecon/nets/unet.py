@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from ._checks import check_image
 
-__all__ = ["UNet", "PAPER_WIDTHS", "COMPACT_WIDTHS", "PAPER_DROPOUT", "INPUT_ORDER"]
+__all__ = ["UNet", "face_mask", "PAPER_WIDTHS", "COMPACT_WIDTHS", "PAPER_DROPOUT", "INPUT_ORDER"]
 
 #: Filter counts per level (paper).
 PAPER_WIDTHS = (64, 128, 256, 512, 1024)
@@ -110,9 +110,14 @@ class UNet(nn.Module):
         return self.out(x)[..., :h, :w]
 
     def mask(self, target: torch.Tensor, render: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
-        """M = Φ · sigmoid(logits): ``region (B, 1, H, W)`` in [0, 1] → mask ``(B, 1, H, W)``."""
-        logits = self(target, render)
-        if not isinstance(region, torch.Tensor) or region.shape != logits.shape:
-            shape = tuple(region.shape) if isinstance(region, torch.Tensor) else type(region).__name__
-            raise ValueError(f"region: expected shape {tuple(logits.shape)}, got {shape}")
-        return region * torch.sigmoid(logits)
+        """M = Φ · sigmoid(logits) (:func:`face_mask`) of this UNet's logits for ``(target, render)``."""
+        return face_mask(region, self(target, render))
+
+
+def face_mask(region: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """The face mask M = Φ · sigmoid(S) of segmentation logits ``S (B, 1, H, W)`` inside the rendered region
+    ``Φ`` (same shape, in [0, 1]): the one place this product is written (training, fitting and inference)."""
+    if not isinstance(region, torch.Tensor) or region.shape != logits.shape:
+        shape = tuple(region.shape) if isinstance(region, torch.Tensor) else type(region).__name__
+        raise ValueError(f"region: expected shape {tuple(logits.shape)}, got {shape}")
+    return region * torch.sigmoid(logits)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..losses import init_loss, pseudo_mask, reconstruction_loss, segmentation_loss
+from ..nets.unet import face_mask
 from .data import Batch
 
 __all__ = ["Nets", "StepOutput", "STAGE_NETS", "em_phase", "set_trainable", "init_step", "unet_pretrain_step",
@@ -143,7 +144,7 @@ def unet_pretrain_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput
     set_trainable(nets.unet, True)
     logits = nets.unet_train(batch.image, r.image)
     bce = region_bce_with_logits(logits, labels, r.mask)
-    mask = r.mask * torch.sigmoid(logits.detach())
+    mask = face_mask(r.mask, logits.detach())
     return StepOutput(bce, {"bce": bce}, ("unet",), batch.image, r.image, mask)
 
 
@@ -151,7 +152,7 @@ def em_unet_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
     """Stage 3, UNet step: ``segmentation_loss`` with M = Φ·σ(S(I_T, I_R)); encoder frozen."""
     r = _frozen_render(nets, batch)
     set_trainable(nets.unet, True)
-    mask = r.mask * torch.sigmoid(nets.unet_train(batch.image, r.image))
+    mask = face_mask(r.mask, nets.unet_train(batch.image, r.image))
     total, terms = segmentation_loss(batch.image, r.image, mask, r.mask, net=nets.perceptual,
                                      landmarks=batch.landmarks, config=loss_config)
     return StepOutput(total, {f"seg_{k}": v for k, v in terms.items()}, ("unet",), batch.image, r.image,
@@ -164,7 +165,7 @@ def _reconstruction(nets: Nets, batch: Batch, loss_config: Any, use_unet: bool) 
     r = nets.renderer(theta)
     if use_unet:
         set_trainable(nets.unet, False)
-        mask = r.mask * torch.sigmoid(nets.unet(batch.image, r.image))
+        mask = face_mask(r.mask, nets.unet(batch.image, r.image))
     else:
         mask = r.mask
     total, terms = reconstruction_loss(batch.image, r.image, mask, r.mask, theta, nets.layout, batch.landmarks,
