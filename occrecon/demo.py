@@ -22,7 +22,7 @@ from .checkpoint import BUNDLED_CHECKPOINT
 from .data.io import read_five_points, read_image
 from .ops import neighbour_loss, neighbour_min
 
-__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]  # noqa: F822
+__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]
 
 SIZE = 224
 SHIFT = (2, -3)  # (dy, dx) of the misaligned "render", pixels

@@ -162,3 +162,34 @@ def test_reconstruct_cli_user_errors_are_one_line(tmp_path, capsys):
     if not torch.cuda.is_available():
         assert main(["reconstruct", str(tmp_path), "--device", "cuda"]) == 2
         assert "--device cuda" in capsys.readouterr().err
+
+
+def test_reconstruct_cli_every_face_of_a_two_face_photo(tmp_path, capsys):
+    """Two people side by side in one photo (no 5-point file): each is found, aligned and reconstructed, with its
+    own outputs; the crop transforms place them in the left and the right half of the photo."""
+    from occrecon.data.io import read_image
+    from occrecon.data.prepare import prepare_faces
+
+    (a, _), (b, _) = assets.dev_faces()[:2]
+    ia, ib = read_image(a), read_image(b)
+    h = min(ia.shape[0], ib.shape[0])
+    photo = np.concatenate([ia[:h], ib[:h]], axis=1)
+    folder = tmp_path / "two"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "pair.png")
+    faces, bad = prepare_faces(photo, 96)
+    assert len(faces) == 2 and not bad
+    model = assets.shared_dir() / "assets" / "models" / "ict_narrowface.npz"
+    rc = main(["reconstruct", str(folder), "--model", str(model), "--size", "96", "--out", str(tmp_path / "out")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "2 reconstructed, 0 not" in out and "pair.png #1" in out
+    metas = sorted((json.loads(p.read_text()) for p in (tmp_path / "out").glob("pair_face*.json")),
+                   key=lambda m: m["face"])
+    assert [m["face"] for m in metas] == [0, 1] and all(m["faces_in_photo"] == 2 for m in metas)
+    centres = []
+    for m in metas:
+        t = np.asarray(m["crop_transform"])  # photo -> crop; the crop centre back in the photo
+        centres.append(np.linalg.solve(t[:, :2], np.array([48.0, 48.0]) - t[:, 2])[0])
+    split = ia.shape[1]
+    assert sorted(c < split for c in centres) == [False, True]  # one face in each half
+    assert (tmp_path / "out" / "pair_face0_overlay.png").is_file() and (tmp_path / "out" / "pair_face1.obj").is_file()

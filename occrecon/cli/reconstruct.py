@@ -24,8 +24,8 @@ from PIL import Image
 
 from ..api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor, overlay
 from ..device import check_device
-from ..data.io import IMAGE_EXTENSIONS, ImageReadError
-from ..data.prepare import AlignmentError, FaceNotFound, prepare_photo
+from ..data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from ..data.prepare import AlignmentError, FaceNotFound, prepare_faces, prepare_photo
 from ..morphable.export import write_obj
 
 
@@ -76,7 +76,12 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
     for path in paths:
         five_file = points_dir / f"{path.stem}.txt" if points_dir is not None else None
         try:
-            face = prepare_photo(path, size, five_file=five_file, detector=detector, redetect=rec.fit is not None)
+            if five_file is not None and five_file.exists():  # the file names one face
+                faces = [prepare_photo(path, size, five_file=five_file, detector=detector,
+                                       redetect=rec.fit is not None)]
+            else:  # every face the detector finds
+                faces, bad = prepare_faces(read_image(path), size, detector=detector)
+                report.failures.extend((f"{path} (a face)", str(e)) for e in bad)
         except ImageReadError as e:
             report.failures.append((str(path), f"unreadable: {e}"))
             continue
@@ -86,13 +91,17 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
         except AlignmentError as e:
             report.failures.append((str(path), str(e)))
             continue
-        if face.landmarks is None and rec.encoder is None:
-            report.failures.append((str(path), "no 68 landmarks found on the aligned crop (the fit needs them)"))
-            continue
-        crops.append(torch.from_numpy(face.crop).permute(2, 0, 1).float() / 255.0)
-        lms.append(torch.from_numpy(face.landmarks) if face.landmarks is not None
-                   else torch.full((68, 2), float("nan")))
-        metas.append({"image": str(path), "landmarks_from": face.source, "crop_transform": face.transform.tolist()})
+        for k, face in enumerate(faces):
+            stem = path.stem if len(faces) == 1 else f"{path.stem}_face{k}"
+            if face.landmarks is None and rec.encoder is None:
+                report.failures.append((f"{path} ({stem})", "no 68 landmarks found on the aligned crop (the fit "
+                                                            "needs them)"))
+                continue
+            crops.append(torch.from_numpy(face.crop).permute(2, 0, 1).float() / 255.0)
+            lms.append(torch.from_numpy(face.landmarks) if face.landmarks is not None
+                       else torch.full((68, 2), float("nan")))
+            metas.append({"image": str(path), "face": k, "faces_in_photo": len(faces), "stem": stem,
+                          "landmarks_from": face.source, "crop_transform": face.transform.tolist()})
 
     device = rec.renderer.tri.device
     for start in range(0, len(crops), batch_size):
@@ -106,7 +115,7 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
         with torch.no_grad():
             verts, albedo = rec.model(parts["id"], parts["exp"], parts["tex"])
         for i, meta in enumerate(metas[start:start + batch_size]):
-            stem = Path(meta["image"]).stem
+            stem = meta["stem"]
             Image.fromarray(overlay(batch, out, i)).save(out_dir / f"{stem}_overlay.png")
             write_obj(out_dir / f"{stem}.obj", verts[i], rec.model.triangles, albedo[i].clamp(0, 1))
             frac = float(fractions[i])
@@ -151,7 +160,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"{'photo':40s} {'landmarks':>24s} {'occluded':>9s} {'fraction':>9s}")
     for r in report.results:
         frac = "n/a" if r["occlusion_fraction"] is None else f"{r['occlusion_fraction']:.3f}"
-        print(f"{Path(r['image']).name[:40]:40s} {r['landmarks_from'][:24]:>24s} {str(r['occluded']):>9s} {frac:>9s}")
+        name = Path(r["image"]).name + (f" #{r['face']}" if r["faces_in_photo"] > 1 else "")
+        print(f"{name[:40]:40s} {r['landmarks_from'][:24]:>24s} {str(r['occluded']):>9s} {frac:>9s}")
     for path, why in report.failures:
         print(f"NOT RECONSTRUCTED {path}: {why}")
     print(f"{len(report.results)} reconstructed, {len(report.failures)} not; wrote {args.out}/<name>_overlay.png, "

@@ -8,7 +8,8 @@ crop pixels and the photo → crop transform. Where the points come from, in ord
 1. ``landmarks``: 68 points given by the caller (e.g. a landmark CSV), in photo pixels;
 2. ``five``: 5 points given by the caller (e.g. a detections file); the 68 landmarks are then detected on the
    aligned crop (``redetect=True``, as the training data of ``data synth`` do) or left out;
-3. otherwise the detector (dlib's HOG + 68-point predictor by default) on the photo; several faces: the best.
+3. otherwise the detector (dlib's HOG + 68-point predictor by default) on the photo; several faces: the best
+   (:func:`prepare_faces` aligns every one of them).
 
 Failures raise :class:`FaceNotFound` / :class:`AlignmentError` (both ``ValueError``) with the reason, so callers
 report every photo they could not use and never skip one silently.
@@ -22,7 +23,7 @@ import numpy as np
 
 from .align import TEMPLATE_SIZE, align_face, five_from_68, transform_points
 
-__all__ = ["PreparedFace", "FaceNotFound", "AlignmentError", "prepare_face", "prepare_photo"]
+__all__ = ["PreparedFace", "FaceNotFound", "AlignmentError", "prepare_face", "prepare_faces", "prepare_photo"]
 
 
 class FaceNotFound(ValueError):
@@ -130,6 +131,48 @@ def prepare_face(image: np.ndarray, size: int = TEMPLATE_SIZE, *, landmarks: np.
         crop_lm = None
     photo_lm = None if pts is None else pts.astype(np.float32)
     return PreparedFace(crop, crop_lm, m, five_pts, source, score, photo_lm)
+
+
+def prepare_faces(image: np.ndarray, size: int = TEMPLATE_SIZE, *, detector=None
+                  ) -> tuple[list[PreparedFace], list[AlignmentError]]:
+    """Every face the detector finds in a photo, each aligned as :func:`prepare_face` aligns the best one.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB photo.
+        size: side of the aligned crops.
+        detector: as :func:`prepare_face` (its ``detect(image)`` gives all faces, best first).
+
+    Returns:
+        ``(faces, failures)``: the aligned faces, best first (highest detector score), and one
+        :class:`AlignmentError` per detected face whose points cannot define an alignment (its ``points`` set).
+
+    Raises:
+        FaceNotFound: no face in the photo.
+        ValueError: ``image`` is not a uint8 RGB array.
+    """
+    from .landmarks import _check_image, _default_detector  # noqa: PLC0415  (dlib is imported lazily)
+
+    image = _check_image(image)
+    det = detector if detector is not None else _default_detector()
+    if hasattr(det, "detect"):
+        found = det.detect(image)
+    else:  # a plain callable image -> FaceLandmarks | None
+        one = det(image)
+        found = [] if one is None else [one]
+    if not found:
+        raise FaceNotFound("no face found")
+    source = _detector_name(detector) if detector is not None else "dlib"
+    faces, failures = [], []
+    for face in found:
+        pts = face.points.astype(np.float64)
+        try:
+            crop, m = align_face(image, face.five(), size)
+        except ValueError as e:
+            failures.append(AlignmentError(f"alignment failed: {e}", pts))
+            continue
+        faces.append(PreparedFace(crop, transform_points(pts, m).astype(np.float32), m, face.five(), source,
+                                  face.score, pts.astype(np.float32)))
+    return faces, failures
 
 
 def prepare_photo(path: str | Path, size: int = TEMPLATE_SIZE, *, five_file: str | Path | None = None,
