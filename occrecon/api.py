@@ -205,13 +205,13 @@ class Reconstructor(torch.nn.Module):
                 theta = result.theta.to(dtype)
             r = self.renderer(theta.to(self.model.mean.dtype))
             if unet is not None and (cfg is None or self.fit_mask == "unet"):
-                mask = face_mask(r.mask.to(dtype), unet(images, r.image.to(dtype)))
+                mask = face_mask(r.region.to(dtype), unet(images, r.image.to(dtype)))
             elif cfg is not None:
                 window = max(1, int(round(cfg.mask_window * images.shape[-1] / 128)) | 1)
-                mask = robust_mask(images, r.image.to(dtype), r.mask.to(dtype), cfg.xi_for(self.model), window)
+                mask = robust_mask(images, r.image.to(dtype), r.region.to(dtype), cfg.xi_for(self.model), window)
             else:
-                mask = r.mask
-        return ReconOutput(theta, r.image, r.mask, mask, r.landmarks, result)
+                mask = r.region
+        return ReconOutput(theta, r.image, r.region, mask, r.landmarks, result)
 
     def is_occluded(self, images: torch.Tensor, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
                     landmarks: torch.Tensor | None = None) -> torch.Tensor:

@@ -105,8 +105,8 @@ def test_outputs_follow_the_contract(nets, model):
     with torch.no_grad():
         theta = enc(x)
         r = renderer(theta)
-        mask = r.mask * torch.sigmoid(unet(x, r.image))
-    assert torch.equal(out.theta, theta) and torch.equal(out.image, r.image) and torch.equal(out.region, r.mask)
+        mask = r.region * torch.sigmoid(unet(x, r.image))
+    assert torch.equal(out.theta, theta) and torch.equal(out.image, r.image) and torch.equal(out.region, r.region)
     assert torch.equal(out.mask, mask)
     assert torch.equal(out.landmarks.isnan(), r.landmarks.isnan())
     assert out.mask.shape == (2, 1, SIZE, SIZE) and out.landmarks.shape == (2, 68, 2)

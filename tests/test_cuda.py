@@ -253,8 +253,8 @@ def test_face_renderer_cuda_matches_cpu():
         g = torch.Generator().manual_seed(3)
         theta = (torch.randn(2, r.layout.size, generator=g, dtype=torch.float64) * 0.1).to(dev).requires_grad_()
         out = r(theta)
-        (out.image.mean() + out.mask.mean() + out.landmarks.nan_to_num().mean() * 1e-3).backward()
-        results.append([x.detach().cpu() for x in (out.image, out.mask, out.depth, out.landmarks, theta.grad)])
+        (out.image.mean() + out.region.mean() + out.landmarks.nan_to_num().mean() * 1e-3).backward()
+        results.append([x.detach().cpu() for x in (out.image, out.region, out.depth, out.landmarks, theta.grad)])
     assert results[0][0].dtype == torch.float64 and (results[0][1] > 0).float().mean() > 0.1
     for x, y in zip(results[0], results[1]):
         torch.testing.assert_close(y, x, rtol=1e-7, atol=1e-7 * max(1.0, float(x.nan_to_num().abs().max())),

@@ -140,7 +140,7 @@ def test_render_in_a_larger_photo_aligns_back_onto_the_template(sfm):
     crop, m = align_face(photo, five_from_68(lms * k + off))
     np.testing.assert_allclose(m, [[0.5, 0, -off[0] / 2], [0, 0.5, -off[1] / 2]], atol=2e-4)
     np.testing.assert_allclose(transform_points(five_from_68(lms * k + off), m), TEMPLATE_224, atol=2e-3)
-    face = out.mask[0, 0].numpy() > 0
+    face = out.region[0, 0].numpy() > 0
     inner = face & np.roll(face, 2, 0) & np.roll(face, -2, 0) & np.roll(face, 2, 1) & np.roll(face, -2, 1)
     assert np.abs(crop.astype(int) - render.astype(int))[inner].mean() < 2.0
 

@@ -254,7 +254,7 @@ def test_synthetic_landmarks_are_the_pinhole_projections(gen):
     deg = np.degrees(th[lay.slice("angle")])
     assert abs(deg[0]) <= 15 and abs(deg[1]) <= 30 and abs(deg[2]) <= 15
     with torch.no_grad():
-        phi = gen.renderer(torch.from_numpy(s.theta)[None]).mask[0, 0].numpy()
+        phi = gen.renderer(torch.from_numpy(s.theta)[None]).region[0, 0].numpy()
     np.testing.assert_array_equal(s.region, phi)
     np.testing.assert_array_equal(s.mask, phi * (s.occluder_alpha < 0.5))
 

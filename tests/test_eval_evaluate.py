@@ -114,7 +114,7 @@ def test_values_match_closed_forms(rec, tmp_path):
     values = ev.evaluate_reconstructor(rec, samples, batch_size=2)
     with torch.no_grad():
         r = rec.renderer(torch.zeros(1, rec.layout.size))
-    phi = r.mask[0, 0].double().numpy()
+    phi = r.region[0, 0].double().numpy()
     render = r.image[0].double().clamp(0, 1).permute(1, 2, 0).numpy()
     assert phi.sum() > 50 and set(np.unique(phi)) <= {0.0, 1.0}
     for i, s in enumerate(samples):
@@ -160,7 +160,7 @@ def test_pseudo_mode_uses_the_pseudo_mask(rec, tmp_path, monkeypatch):
     monkeypatch.setattr(ev, "_pseudo_mask_fn", lambda: reject_left_half)
     values = ev.evaluate_reconstructor(rec, samples, segmentation="pseudo")
     with torch.no_grad():
-        phi = rec.renderer(torch.zeros(1, rec.layout.size)).mask[0, 0].numpy()
+        phi = rec.renderer(torch.zeros(1, rec.layout.size)).region[0, 0].numpy()
     expected = phi[:, : SIZE // 2].sum() / phi.sum()
     np.testing.assert_allclose(values["occlusion_fraction"], expected, rtol=1e-6)
     assert values["tpr"][0] == pytest.approx(1 - expected)  # image 0 has no occluder: GT = 1 on Φ
@@ -177,8 +177,8 @@ def test_pseudo_mode_with_the_robust_init_mask(rec, tmp_path):
     for i, s in enumerate(samples):
         img, _ = _files(root, s.id)
         target = torch.from_numpy(img).float().permute(2, 0, 1)[None]
-        m = pseudo_mask(target, r.image, r.mask)
-        assert values["occlusion_fraction"][i] == pytest.approx(1 - float(m.sum() / r.mask.sum()), abs=1e-6)
+        m = pseudo_mask(target, r.image, r.region)
+        assert values["occlusion_fraction"][i] == pytest.approx(1 - float(m.sum() / r.region.sum()), abs=1e-6)
 
 
 def test_bad_arguments(rec, tmp_path, capsys):

@@ -28,7 +28,7 @@ def test_ict_mean_face_coverage_and_landmarks():
     out = r(theta)
     b, _, h, w = out.image.shape
     assert (b, h, w) == (2, 224, 224)
-    coverage = out.mask.mean().item()
+    coverage = out.region.mean().item()
     assert 0.15 < coverage < 0.7  # a face filling a good part of the aligned crop
     lm = out.landmarks[0]
     valid = ~torch.isnan(lm[:, 0])
@@ -36,9 +36,9 @@ def test_ict_mean_face_coverage_and_landmarks():
     u, v = lm[:, 0].floor().long(), lm[:, 1].floor().long()
     assert ((u >= 0) & (u < w) & (v >= 0) & (v < h)).all()
     # every landmark falls inside (or within 2 px of) the rendered region
-    m = torch.nn.functional.max_pool2d(out.mask, 5, 1, 2)[0, 0]
+    m = torch.nn.functional.max_pool2d(out.region, 5, 1, 2)[0, 0]
     assert (m[v, u] > 0).all()
-    assert torch.isfinite(out.image).all() and (out.depth[out.mask > 0] > 0).all()
+    assert torch.isfinite(out.image).all() and (out.depth[out.region > 0] > 0).all()
 
 
 @needs_models
@@ -85,7 +85,7 @@ def test_end_to_end_fit_recovers_pose_and_shape():
     for _ in range(200):
         opt.zero_grad()
         out = r(lay.join(**{**true, "id": idc, "angle": angle, "trans": trans}))
-        both = out.mask * target.mask
+        both = out.region * target.region
         photo = ((out.image - target.image) ** 2 * both).sum() / both.sum().clamp_min(1)
         lm = ((out.landmarks[0, lm_ok] - target.landmarks[0, lm_ok]) ** 2).sum(-1).mean()
         (photo + 1e-3 * lm).backward()
@@ -101,8 +101,8 @@ def test_end_to_end_fit_recovers_pose_and_shape():
     reproj = (final.landmarks[0, lm_ok] - target.landmarks[0, lm_ok]).norm(dim=-1).mean()
     reproj0 = (first.landmarks[0, lm_ok] - target.landmarks[0, lm_ok]).norm(dim=-1).mean()
     assert reproj < 0.5 and reproj < 0.1 * reproj0  # pixels
-    photo = ((final.image - target.image).abs() * final.mask * target.mask).sum() / (final.mask * target.mask).sum()
-    photo0 = ((first.image - target.image).abs() * first.mask * target.mask).sum() / (first.mask * target.mask).sum()
+    photo = ((final.image - target.image).abs() * final.region * target.region).sum() / (final.region * target.region).sum()
+    photo0 = ((first.image - target.image).abs() * first.region * target.region).sum() / (first.region * target.region).sum()
     assert photo < 0.2 * photo0
     print(f"fit: angle err {float((angle - true['angle']).detach().abs().max()):.4f} rad, landmarks {float(reproj):.3f} px "
           f"(from {float(reproj0):.2f}), photometric {float(photo):.4f} (from {float(photo0):.4f})")
@@ -131,12 +131,12 @@ def test_compositing_and_antialias():
     theta = torch.zeros(2, model.layout.size)
     bg = torch.rand(2, 3, 56, 56)
     plain = FaceRenderer(model, camera=cam)(theta, background=bg)
-    outside = plain.mask == 0
+    outside = plain.region == 0
     assert torch.equal(plain.image.expand_as(bg)[outside.expand_as(bg)], bg[outside.expand_as(bg)])
     aa = FaceRenderer(model, camera=cam, use_antialias=True)(theta, background=bg)
-    soft = (aa.mask > 0) & (aa.mask < 1)
+    soft = (aa.region > 0) & (aa.region < 1)
     assert soft.any()  # the outline is blended
-    assert ((aa.mask - plain.mask).abs() > 0).float().mean() < 0.05  # only outline pixels change
+    assert ((aa.region - plain.region).abs() > 0).float().mean() < 0.05  # only outline pixels change
 
 
 @needs_models
@@ -179,3 +179,12 @@ def test_theta_of_another_float_dtype_is_computed_in_the_models_dtype(dtype):
     torch.testing.assert_close(out.image, ref.image)
     out.image.sum().backward()
     assert theta.grad.dtype == dtype and torch.isfinite(theta.grad.float()).all()
+
+
+def test_mask_is_the_deprecated_name_of_region():
+    from occrecon.render.face import FaceRender
+
+    t = torch.zeros(1, 1, 2, 2)
+    r = FaceRender(torch.zeros(1, 3, 2, 2), t + 1, t, torch.zeros(1, 68, 2), torch.zeros(1, 3, 3))
+    with pytest.warns(DeprecationWarning, match="FaceRender.region"):
+        assert r.mask is r.region

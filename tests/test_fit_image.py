@@ -47,13 +47,13 @@ def scene(ict):
     img = out.image.clamp(0, 1)
     occ_mask = torch.zeros(b, 1, S, S)
     for i in range(b):
-        ys, xs = torch.nonzero(out.mask[i, 0], as_tuple=True)
+        ys, xs = torch.nonzero(out.region[i, 0], as_tuple=True)
         occ_mask[i, 0, ys.min():ys.max() + 1, xs.min():(xs.min() + xs.max()) // 2] = 1  # the image-left half
     cells = torch.rand(b, 3, S // 8, S // 8, generator=g)
     texture = torch.nn.functional.interpolate(cells, size=(S, S), mode="nearest")
     occluded = img * (1 - occ_mask) + texture * occ_mask
     return dict(renderer=r, theta=th, image=img, occluded=occluded, occ_mask=occ_mask, landmarks=out.landmarks,
-                region=out.mask)
+                region=out.region)
 
 
 def _shading(theta, normals, layout):

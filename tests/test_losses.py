@@ -524,8 +524,8 @@ def test_with_face_renderer_pseudo_mask_and_finite_gradients():
     occluder[:, :, 24:36, 20:44] = 1.0  # a band over the eyes
     green = torch.tensor([0.0, 1.0, 0.0]).view(1, 3, 1, 1)
     target = (truth.image * (1 - occluder) + green * occluder).detach()
-    visible = (truth.mask > 0.5).float() * (1 - occluder)
-    assert torch.equal(L.pseudo_mask(target, truth.image, truth.mask), visible)
+    visible = (truth.region > 0.5).float() * (1 - occluder)
+    assert torch.equal(L.pseudo_mask(target, truth.image, truth.region), visible)
     assert torch.isnan(truth.landmarks).any()
 
     theta = (theta_true + 0.1 * torch.randn(theta_true.shape, generator=g)).requires_grad_(True)
@@ -535,11 +535,11 @@ def test_with_face_renderer_pseudo_mask_and_finite_gradients():
         out = renderer(theta)
         if objective == "init":
             cfg = L.LossConfig.paper().replace(init=L.InitWeights(perceptual=0.0))
-            total, terms = L.init_loss(target, out.image, out.mask, theta, layout, lm_target, out.landmarks,
+            total, terms = L.init_loss(target, out.image, out.region, theta, layout, lm_target, out.landmarks,
                                        config=cfg)
         else:
             cfg = L.LossConfig.paper().replace(reconstruction=L.ReconstructionWeights(perceptual=0.0))
-            total, terms = L.reconstruction_loss(target, out.image, out.mask * visible, out.mask, theta, layout,
+            total, terms = L.reconstruction_loss(target, out.image, out.region * visible, out.region, theta, layout,
                                                  lm_target, out.landmarks, config=cfg)
         assert torch.isfinite(total) and all(torch.isfinite(v) for v in terms.values())
         assert terms["landmark"] > 0

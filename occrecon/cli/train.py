@@ -37,7 +37,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         summary = train(TrainConfig.from_yaml(args.config), out_dir=args.out, resume=args.resume,
                         allow_config_change=args.allow_config_change)
-    except (TrainingDiverged, ConfigMismatchError, ConfigError, CheckpointError, OSError) as e:
+    except (TrainingDiverged, ConfigMismatchError, ConfigError, CheckpointError, OSError, ImportError) as e:
         print(f"occrecon train: error: {one_line(e)}", file=sys.stderr)
         return 1
     finally:

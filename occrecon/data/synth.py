@@ -469,7 +469,7 @@ class SampleGenerator:
         with torch.no_grad():
             out = r(torch.from_numpy(theta)[None], torch.from_numpy(bg).permute(2, 0, 1)[None])
         image = out.image[0].permute(1, 2, 0).clamp(0, 1).numpy()
-        return image, out.mask[0, 0].numpy().astype(np.float32), out.landmarks[0].numpy(), theta
+        return image, out.region[0, 0].numpy().astype(np.float32), out.landmarks[0].numpy(), theta
 
     def synthetic(self, index: int) -> Sample:
         """Synthetic sample ``index`` (id ``syn_<index:06d>``)."""

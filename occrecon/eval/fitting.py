@@ -242,7 +242,7 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
             with torch.no_grad():
                 zero = renderer(model.layout.zeros(len(chunk)))
             methods["mean face (θ=0)"] = dict(theta=model.layout.zeros(len(chunk)), image=zero.image,
-                                              region=zero.mask, landmarks=zero.landmarks, mask=None)
+                                              region=zero.region, landmarks=zero.landmarks, mask=None)
             enc_theta = None
             if encoder_rec is not None:
                 eo = encoder_rec(img)
@@ -258,7 +258,7 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                 with torch.no_grad():
                     first = renderer(fr.initial_theta)
                 methods["landmark fit + RANSAC light"] = dict(theta=fr.initial_theta, image=first.image,
-                                                              region=first.mask, landmarks=first.landmarks,
+                                                              region=first.region, landmarks=first.landmarks,
                                                               mask=None)
             methods["fit"] = dict(theta=fr.theta, image=fr.image, region=fr.region, landmarks=fr.landmarks,
                                   mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float(),

@@ -226,9 +226,9 @@ class _Objective:
         cfg, lay = self.cfg, self.lay
         out = self.r(theta)
         if cfg.photometric == "neighbour":
-            d2 = neighbour_loss(self.targets, out.image, mask, out.mask, k=cfg.neighbour_k, squared=True,
+            d2 = neighbour_loss(self.targets, out.image, mask, out.region, k=cfg.neighbour_k, squared=True,
                                 reduction="none")
-            photo = d2 * out.mask.gt(0.5).sum((1, 2, 3)).clamp_min(1) / mask.sum((1, 2, 3)).clamp_min(1)
+            photo = d2 * out.region.gt(0.5).sum((1, 2, 3)).clamp_min(1) / mask.sum((1, 2, 3)).clamp_min(1)
         else:
             e2 = ((self.targets - out.image) ** 2).sum(1, keepdim=True)
             photo = (mask * e2).sum((1, 2, 3)) / mask.sum((1, 2, 3)).clamp_min(1.0)
@@ -272,10 +272,10 @@ def _e_step(cfg: ImageFitConfig, model, targets, out, unet, size: int, fitting: 
     M-step's pixel weights (``fitting``), the stricter ``xi_fit``."""
     with torch.no_grad():
         if unet is not None:
-            return face_mask(out.mask, eval_view(unet)(targets, out.image.clamp(0, 1)))
+            return face_mask(out.region, eval_view(unet)(targets, out.image.clamp(0, 1)))
         window = max(1, int(round(cfg.mask_window * size / 128)) | 1)
         xi = cfg.xi_fit if fitting and cfg.xi_fit is not None else cfg.xi_for(model)
-        return robust_mask(targets, out.image, out.mask, xi, window)
+        return robust_mask(targets, out.image, out.region, xi, window)
 
 
 def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Tensor | None = None, *,
@@ -368,7 +368,7 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
     for _round in range(cfg.rounds):
         mask = _e_step(cfg, model, targets, out, unet, size, fitting=True)
         if lm is not None and cfg.trust_window > 0:
-            trust = landmark_trust(mask, out.mask, lm, trust_window)
+            trust = landmark_trust(mask, out.region, lm, trust_window)
             objective.set_landmark_trust(trust)
             if cfg.refit_landmarks:  # the geometric fit again, without the detections the E-step doubts
                 refit = fit_landmarks(model, r.camera, lm, weights=lm_weights * trust, init=theta,
@@ -430,5 +430,5 @@ def fit_image(renderer: FaceRenderer, images: torch.Tensor, landmarks: torch.Ten
         converged = (change < 0.01) & ~diverged
     else:
         converged = ~diverged
-    return FitResult(theta.detach(), out.image.detach(), out.mask.detach(), mask.detach(), out.landmarks.detach(),
+    return FitResult(theta.detach(), out.image.detach(), out.region.detach(), mask.detach(), out.landmarks.detach(),
                      targets, loss, converged, diverged, lm_fit, light.inlier_fraction, initial, scale=k)

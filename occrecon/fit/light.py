@@ -99,7 +99,7 @@ def visible_vertices(renderer: FaceRenderer, theta: torch.Tensor, images: torch.
         drawn[renderer.tri.reshape(-1).long()] = True
         grid = torch.stack([pix[..., 0] / w * 2 - 1, pix[..., 1] / h * 2 - 1], -1)[:, :, None]  # (B, V, 1, 2)
         depth = torch.nn.functional.grid_sample(out.depth, grid, mode="nearest", align_corners=False)[:, 0, :, 0]
-        region = torch.nn.functional.grid_sample(out.mask, grid, mode="nearest", align_corners=False)[:, 0, :, 0]
+        region = torch.nn.functional.grid_sample(out.region, grid, mode="nearest", align_corners=False)[:, 0, :, 0]
         tol = depth_tolerance if depth_tolerance is not None else 0.005 * renderer.distance
         unoccluded = (region > 0.5) & ((depth - dist).abs() <= tol)
         visible = facing & inside & unoccluded & drawn[None]

@@ -3,7 +3,7 @@ and L_img^R (eq. 5).
 
 Conventions: images ``(B, 3, H, W)`` float32/float64 RGB in [0, 1]; ``mask`` is the segmentation M = Φ·S,
 ``(B, 1, H, W)`` (or ``(B, H, W)``) in [0, 1], 1 = visible face; ``region`` is the rendered region Φ
-(``FaceRender.mask``), float in [0, 1] (antialiased edges allowed). The area of Φ is S_Φ = ΣΦ (soft). All terms
+(``FaceRender.region``), float in [0, 1] (antialiased edges allowed). The area of Φ is S_Φ = ΣΦ (soft). All terms
 are dimensionless; ``reduction="mean"`` gives a scalar, ``"none"`` one value per image ``(B,)``.
 """
 from __future__ import annotations

@@ -30,10 +30,19 @@ DEFAULT_AMBIENT = 0.8
 
 class FaceRender(NamedTuple):
     image: torch.Tensor  # (B, 3, H, W) rendered face I_R (composited over the background when one is given)
-    mask: torch.Tensor  # (B, 1, H, W) rendered region Φ: 1 where the face covers the pixel (antialiased if enabled)
+    region: torch.Tensor  # (B, 1, H, W) rendered region Φ: 1 where the face covers the pixel (antialiased if enabled)
     depth: torch.Tensor  # (B, 1, H, W) camera distance (-z in camera space, model units), 0 outside Φ
     landmarks: torch.Tensor  # (B, 68, 2) pixel coordinates (u right, v down); NaN where the model has none
     vertices: torch.Tensor  # (B, V, 3) camera-space vertices
+
+    @property
+    def mask(self) -> torch.Tensor:
+        """Former name of :attr:`region` (it is Φ, not the face mask M of the segmentation); deprecated."""
+        import warnings
+
+        warnings.warn("FaceRender.mask is the rendered region Φ and is now FaceRender.region", DeprecationWarning,
+                      stacklevel=2)
+        return self.region
 
 
 class FaceRenderer(torch.nn.Module):

@@ -12,10 +12,10 @@ Command line: ``occrecon train CONFIG.yaml [--resume [CKPT]] [--out DIR]``, ``py
 from __future__ import annotations
 
 from ..checkpoint import FORMAT, Checkpoint, CheckpointError, atomic_save, capture_rng, restore_rng
-from .config import (STAGES, ConfigError, DataConfig, EMConfig, LoggingConfig, LossesConfig, ModelConfig, MofaConfig,
+from .config import (STAGES, ConfigError, DataConfig, EMConfig, LoggingConfig, LossPresetConfig, ModelConfig, MofaConfig,
                      NetsConfig, OptimConfig, StageConfig, StagesConfig, TrainConfig)
 
-__all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossesConfig", "StageConfig", "EMConfig",
+__all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossPresetConfig", "StageConfig", "EMConfig",
            "MofaConfig", "StagesConfig", "OptimConfig", "LoggingConfig", "ConfigError", "STAGES", "FORMAT",
            "Checkpoint", "CheckpointError", "atomic_save", "capture_rng", "restore_rng", "Trainer", "train",
            "TrainingDiverged", "ConfigMismatchError", "HARMLESS_KEYS"]

@@ -27,7 +27,7 @@ import yaml
 
 from ..assets import PACKAGE_PREFIX, SHARED_PREFIX, resolve_asset_path  # noqa: F401  (re-exported for configs)
 
-__all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossesConfig", "StageConfig", "EMConfig",
+__all__ = ["TrainConfig", "DataConfig", "ModelConfig", "NetsConfig", "LossPresetConfig", "StageConfig", "EMConfig",
            "MofaConfig", "StagesConfig", "OptimConfig", "LoggingConfig", "ConfigError", "STAGES",
            "resolve_path", "flatten", "config_diff", "resolved_batch_sizes"]
 
@@ -126,8 +126,9 @@ class NetsConfig:
 
 
 @dataclass
-class LossesConfig:
-    """Loss weights: an ``occrecon.losses.LossConfig`` preset plus overrides.
+class LossPresetConfig:
+    """The ``losses`` section of a training config: the name of an ``occrecon.losses.LossConfig`` preset plus
+    overrides (the weights themselves are the ``LossConfig`` it builds).
 
     Attributes:
         preset: ``paper`` (default) or ``focus``.
@@ -223,7 +224,8 @@ class LoggingConfig:
         checkpoint_every: ``last.pt`` every this many iterations (and always at the end of a stage).
         num_samples: images per sample PNG.
         progress: tqdm progress bar.
-        tensorboard: write TensorBoard event files.
+        tensorboard: write TensorBoard event files (needs the ``tensorboard`` package, the ``train`` extra; off
+            by default).
     """
 
     out_dir: str = "runs/default"
@@ -232,7 +234,7 @@ class LoggingConfig:
     checkpoint_every: int = 5000
     num_samples: int = 4
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: bool = False
 
 
 @dataclass
@@ -250,7 +252,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     nets: NetsConfig = field(default_factory=NetsConfig)
-    losses: LossesConfig = field(default_factory=LossesConfig)
+    losses: LossPresetConfig = field(default_factory=LossPresetConfig)
     stages: StagesConfig = field(default_factory=StagesConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)

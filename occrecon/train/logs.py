@@ -135,12 +135,16 @@ class RunLogger:
         purge_step: global step from which TensorBoard events of an earlier (killed) run are discarded.
     """
 
-    def __init__(self, out_dir: str | Path, tensorboard: bool = True, purge_step: int | None = None):
+    def __init__(self, out_dir: str | Path, tensorboard: bool = False, purge_step: int | None = None):
         self.out_dir = Path(out_dir)
         self._csv: dict[str, CsvLog] = {}
         self._tb = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError as exc:
+                raise ImportError(f"logging.tensorboard: true needs the tensorboard package (pip install "
+                                  f"tensorboard, or the occrecon[train] extra): {exc}") from None
 
             self._tb = SummaryWriter(str(self.out_dir / "tensorboard"), purge_step=purge_step)
 

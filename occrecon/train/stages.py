@@ -125,9 +125,9 @@ def init_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
     set_trainable(nets.encoder, True)
     theta = nets.encoder_train(batch.image)
     r = nets.renderer(theta)
-    total, terms = init_loss(batch.image, r.image, r.mask, theta, nets.layout, batch.landmarks, r.landmarks,
+    total, terms = init_loss(batch.image, r.image, r.region, theta, nets.layout, batch.landmarks, r.landmarks,
                              net=nets.perceptual, landmark_valid=batch.landmark_valid, config=loss_config)
-    pseudo = pseudo_mask(batch.image, r.image.detach(), r.mask, xi=loss_config.xi)
+    pseudo = pseudo_mask(batch.image, r.image.detach(), r.region, xi=loss_config.xi)
     return StepOutput(total, terms, ("encoder",), batch.image, r.image.detach(), pseudo)
 
 
@@ -140,11 +140,11 @@ def _frozen_render(nets: Nets, batch: Batch):
 def unet_pretrain_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
     """Stage 2: UNet logits vs the pseudo-mask of the frozen encoder's render, BCE inside Φ."""
     r = _frozen_render(nets, batch)
-    labels = pseudo_mask(batch.image, r.image, r.mask, xi=loss_config.xi)
+    labels = pseudo_mask(batch.image, r.image, r.region, xi=loss_config.xi)
     set_trainable(nets.unet, True)
     logits = nets.unet_train(batch.image, r.image)
-    bce = region_bce_with_logits(logits, labels, r.mask)
-    mask = face_mask(r.mask, logits.detach())
+    bce = region_bce_with_logits(logits, labels, r.region)
+    mask = face_mask(r.region, logits.detach())
     return StepOutput(bce, {"bce": bce}, ("unet",), batch.image, r.image, mask)
 
 
@@ -152,8 +152,8 @@ def em_unet_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
     """Stage 3, UNet step: ``segmentation_loss`` with M = Φ·σ(S(I_T, I_R)); encoder frozen."""
     r = _frozen_render(nets, batch)
     set_trainable(nets.unet, True)
-    mask = face_mask(r.mask, nets.unet_train(batch.image, r.image))
-    total, terms = segmentation_loss(batch.image, r.image, mask, r.mask, net=nets.perceptual,
+    mask = face_mask(r.region, nets.unet_train(batch.image, r.image))
+    total, terms = segmentation_loss(batch.image, r.image, mask, r.region, net=nets.perceptual,
                                      landmarks=batch.landmarks, config=loss_config)
     return StepOutput(total, {f"seg_{k}": v for k, v in terms.items()}, ("unet",), batch.image, r.image,
                       mask.detach())
@@ -165,10 +165,10 @@ def _reconstruction(nets: Nets, batch: Batch, loss_config: Any, use_unet: bool) 
     r = nets.renderer(theta)
     if use_unet:
         set_trainable(nets.unet, False)
-        mask = face_mask(r.mask, nets.unet(batch.image, r.image))
+        mask = face_mask(r.region, nets.unet(batch.image, r.image))
     else:
-        mask = r.mask
-    total, terms = reconstruction_loss(batch.image, r.image, mask, r.mask, theta, nets.layout, batch.landmarks,
+        mask = r.region
+    total, terms = reconstruction_loss(batch.image, r.image, mask, r.region, theta, nets.layout, batch.landmarks,
                                        r.landmarks, net=nets.perceptual, landmark_valid=batch.landmark_valid,
                                        config=loss_config)
     return total, terms, r, mask
