@@ -19,7 +19,9 @@ RNG states only), so a checkpoint cannot run code when it is opened; ``trusted=T
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -39,7 +41,7 @@ from .render.camera import REFERENCE_FOCAL, REFERENCE_SIZE, default_camera
 
 __all__ = ["Reconstructor", "ReconOutput", "CHECKPOINT_FORMAT", "DEFAULT_OCCLUSION_THRESHOLD", "REFERENCE_FOCAL",
            "REFERENCE_SIZE", "read_checkpoint", "default_camera", "export_checkpoint", "check_device",
-           "UntrustedCheckpointError", "overlay"]
+           "UntrustedCheckpointError", "overlay", "FaceResult", "photo_vertices"]
 
 #: The ``"format"`` value of the checkpoints this module reads (:mod:`occrecon.checkpoint`, the format's home).
 CHECKPOINT_FORMAT = FORMAT
@@ -73,6 +75,59 @@ class ReconOutput(NamedTuple):
         safe = torch.where(phi > 0, phi, torch.ones_like(phi))
         frac = (1.0 - kept / safe).clamp(0.0, 1.0)
         return torch.where(phi > 0, frac, torch.full_like(frac, float("nan")))
+
+
+@dataclass
+class FaceResult:
+    """One face of a photo reconstructed by :meth:`Reconstructor.reconstruct`, in the photo's coordinates too.
+
+    Photo-frame maps are ``(H, W)`` / ``(H, W, 3)`` float32 numpy arrays of the photo's size (the crop-space result
+    warped back through the crop transform); landmarks are photo pixels (x right, y down, pixel centres at +0.5).
+    """
+
+    theta: torch.Tensor  #: (P,) parameters in the model's layout
+    crop: np.ndarray  #: (S, S, 3) uint8 aligned crop the nets saw
+    crop_transform: np.ndarray  #: (2, 3) float64 affine, photo pixels -> crop pixels
+    score: float | None  #: the detector's confidence (None for given points)
+    landmarks_detected: np.ndarray | None  #: (68, 2) detected landmarks, photo pixels (None: not detected)
+    landmarks_fitted: np.ndarray  #: (68, 2) the model's projected landmarks, photo pixels (NaN where unmapped)
+    vertices_camera: np.ndarray  #: (V, 3) posed mesh in camera space (model units; camera at 0 looking down -z)
+    vertices_photo: np.ndarray  #: (V, 3) posed mesh in photo space (see :func:`photo_vertices`)
+    albedo: np.ndarray  #: (V, 3) per-vertex albedo in [0, 1]
+    render: np.ndarray  #: (H, W, 3) rendered face I_R pasted into the photo frame (0 outside Φ)
+    region: np.ndarray  #: (H, W) rendered region Φ in the photo frame
+    mask: np.ndarray  #: (H, W) face mask M in the photo frame (1 = visible face)
+    occlusion_fraction: float  #: share of Φ the mask rejects (NaN when Φ is empty)
+    occluded: bool  #: occlusion_fraction > the threshold of the call
+    fit: dict | None = None  #: the fit's flags (converged, diverged, landmark_error_px, light_inliers) or None
+
+    def overlay(self, photo: np.ndarray) -> np.ndarray:
+        """``uint8 (H, 3W, 3)``: photo | render composited over the photo | photo with occluded Φ pixels in red."""
+        t = photo.astype(np.float32) / 255.0
+        reg, m = self.region[..., None], self.mask[..., None]
+        render = np.clip(self.render, 0, 1) * reg + t * (1 - reg)
+        occ = np.clip(reg - m, 0, 1)
+        seg = t * (1 - 0.6 * occ) + np.array([1.0, 0.1, 0.1], np.float32) * 0.6 * occ
+        return (np.concatenate([t, render, seg], 1) * 255 + 0.5).astype(np.uint8)
+
+
+def photo_vertices(vertices_camera: torch.Tensor, camera, crop_transform: np.ndarray,
+                   photo_height: int) -> np.ndarray:
+    """Camera-space vertices ``(V, 3)`` → photo space ``(V, 3)`` float64: x = the photo column the vertex projects
+    to, y = ``photo_height`` − its row (y up, so the frame is right-handed), z = toward the viewer, in photo pixels
+    at the face's mean depth (``(d̄ − d) · f / d̄ · s``, d the camera depth, f the crop focal length, s photo pixels
+    per crop pixel). Viewed from +z over the photo placed on z = 0 ([0, W] × [0, H]), the mesh covers the face."""
+    from .data.align import invert_affine, transform_points  # noqa: PLC0415
+
+    v = vertices_camera.detach().double()
+    pix = camera.project(v).numpy()
+    inv = invert_affine(np.asarray(crop_transform, np.float64))
+    photo_xy = transform_points(pix, inv)
+    s = float(np.sqrt(abs(np.linalg.det(inv[:, :2]))))
+    d = (-v[:, 2]).numpy()
+    d_mean = float(d.mean())
+    z = (d_mean - d) * camera.focal / d_mean * s
+    return np.stack([photo_xy[:, 0], photo_height - photo_xy[:, 1], z], -1)
 
 
 class Reconstructor(torch.nn.Module):
@@ -227,6 +282,105 @@ class Reconstructor(torch.nn.Module):
             raise ValueError(f"threshold: expected a fraction in [0, 1), got {threshold!r}")
         frac = self(images, landmarks).occlusion_fraction
         return torch.nan_to_num(frac, nan=0.0) > float(threshold)
+
+    def reconstruct(self, photos, *, detector=None, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
+                    fit: str | ImageFitConfig | None = _DEFAULT, batch_size: int = 8):
+        """Photos in, faces out: every face the detector finds, aligned, reconstructed and mapped back to the photo.
+
+        Args:
+            photos: one photo or a list of photos, each a numpy array / torch tensor (``(H, W, 3)`` or ``(3, H,
+                W)``, uint8 or float in [0, 1]), a PIL image or a path, any size (:func:`occrecon.data.prepare.as_photo`).
+            detector: the landmark detector (default: dlib's, :mod:`occrecon.data.landmarks`; needs the ``face``
+                extra).
+            threshold: occlusion fraction above which a face counts as occluded.
+            fit: this call's fit (as :meth:`forward`); the default is the reconstructor's.
+            batch_size: crops per forward pass (the faces of all photos are batched together).
+
+        Returns:
+            a list of :class:`FaceResult` (best detection first; empty when no face is found) for one photo, a
+            list of such lists for a list of photos. A detected face whose points cannot define an alignment is
+            left out with a warning naming it.
+        """
+        from .data.prepare import FaceNotFound, as_photo, prepare_faces  # noqa: PLC0415
+
+        single = not isinstance(photos, (list, tuple))
+        items = [photos] if single else list(photos)
+        images, prepared = [], []
+        for i, photo in enumerate(items):
+            image = as_photo(photo, "photos" if single else f"photos[{i}]")
+            try:
+                faces, bad = prepare_faces(image, self.image_size[0], detector=detector)
+            except FaceNotFound:
+                faces, bad = [], []
+            for e in bad:
+                warnings.warn(f"photos{'' if single else f'[{i}]'}: a detected face was left out ({e})", stacklevel=2)
+            images.append(image)
+            prepared.append(faces)
+        flat = [(i, f) for i, faces in enumerate(prepared) for f in faces]
+        results = self.reconstruct_prepared([images[i] for i, _ in flat], [f for _, f in flat], threshold=threshold,
+                                            fit=fit, batch_size=batch_size)
+        out: list[list[FaceResult]] = [[] for _ in items]
+        for (i, _), r in zip(flat, results):
+            out[i].append(r)
+        return out[0] if single else out
+
+    def reconstruct_prepared(self, photos: Sequence[np.ndarray], faces: Sequence, *,
+                             threshold: float = DEFAULT_OCCLUSION_THRESHOLD, fit: str | ImageFitConfig | None = _DEFAULT,
+                             batch_size: int = 8) -> list[FaceResult]:
+        """:meth:`reconstruct` on faces already aligned: ``faces[k]`` (an
+        :class:`occrecon.data.prepare.PreparedFace` of this reconstructor's crop size) of the uint8 photo
+        ``photos[k]``. A fitting reconstructor needs each face's crop landmarks."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        if len(photos) != len(faces):
+            raise ValueError(f"faces: {len(faces)} faces for {len(photos)} photos")
+        from .data.align import invert_affine, transform_points, warp_affine  # noqa: PLC0415
+
+        cfg = self.fit if fit is self._DEFAULT else (None if fit is None else fit_preset(fit))
+        device = self.renderer.tri.device
+        results: list[FaceResult] = []
+        for start in range(0, len(faces), batch_size):
+            chunk = list(faces[start:start + batch_size])
+            crops = torch.stack([torch.from_numpy(f.crop).permute(2, 0, 1).float() / 255.0 for f in chunk])
+            lms = torch.stack([torch.from_numpy(f.landmarks) if f.landmarks is not None
+                               else torch.full((68, 2), float("nan")) for f in chunk])
+            out = self(crops.to(device), lms.to(device) if cfg is not None else None, fit=cfg)
+            fr = out.fit
+            out = out.cpu()
+            parts = self.layout.split(out.theta.to(self.model.mean.dtype))
+            with torch.no_grad():
+                _, albedo = self.model(parts["id"].to(device), parts["exp"].to(device), parts["tex"].to(device))
+                v_cam = self.renderer(out.theta.to(device, self.model.mean.dtype)).vertices.cpu()
+            fractions = out.occlusion_fraction
+            for j, face in enumerate(chunk):
+                photo = photos[start + j]
+                h, w = photo.shape[:2]
+                inv = invert_affine(face.transform)
+
+                def back(x: torch.Tensor) -> np.ndarray:
+                    a = x.permute(1, 2, 0).float().numpy()
+                    return warp_affine(a, inv, (h, w), antialias=False)
+
+                frac = float(fractions[j])
+                info = None
+                if fr is not None:
+                    err = None
+                    if fr.landmark_fit is not None and not bool(fr.landmark_fit.failed[j]):
+                        err = float(fr.landmark_fit.error[j]) / fr.scale
+                    info = {"converged": bool(fr.converged[j]), "diverged": bool(fr.diverged[j]),
+                            "landmark_error_px": err, "light_inliers": float(fr.light_inliers[j])}
+                results.append(FaceResult(
+                    theta=out.theta[j], crop=face.crop, crop_transform=np.asarray(face.transform, np.float64),
+                    score=face.score,
+                    landmarks_detected=None if face.photo_landmarks is None else np.asarray(face.photo_landmarks),
+                    landmarks_fitted=transform_points(out.landmarks[j].double().numpy(), inv),
+                    vertices_camera=v_cam[j].double().numpy(),
+                    vertices_photo=photo_vertices(v_cam[j], self.renderer.camera, face.transform, h),
+                    albedo=albedo[j].detach().cpu().clamp(0, 1).double().numpy(),
+                    render=back(out.image[j].clamp(0, 1)), region=back(out.region[j])[..., 0],
+                    mask=back(out.mask[j])[..., 0], occlusion_fraction=frac,
+                    occluded=bool(np.nan_to_num(frac) > threshold), fit=info))
+        return results
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, model_path: str | Path | None = None, device: str | torch.device = "cpu",

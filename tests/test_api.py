@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import occrecon.nets
+from occrecon import assets
 from occrecon.api import (CHECKPOINT_FORMAT, Reconstructor, ReconOutput, UntrustedCheckpointError, check_device,
                           default_camera, read_checkpoint)
 from occrecon.assets import shared_dir
@@ -454,3 +455,38 @@ def test_encoder_prediction_refined_by_the_fit(rendered_faces, nets):
     assert torch.isfinite(no_landmarks.theta).all() and no_landmarks.fit.landmark_fit is None
     with pytest.raises(ValueError, match="fit_mask"):
         Reconstructor(ict, enc, None, fit_mask="unet")
+
+
+@pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
+def test_reconstruct_a_photo_in_memory_every_face_in_photo_coordinates():
+    """Two people side by side: two results, best first, each with photo-frame maps and landmarks that land on
+    the detected ones; a list of photos is batched; a photo without a face gives an empty list."""
+    from occrecon.data.io import read_image
+
+    (a, _), (b, _) = assets.dev_faces()[:2]
+    ia, ib = read_image(a), read_image(b)
+    h = min(ia.shape[0], ib.shape[0])
+    photo = np.concatenate([ia[:h], ib[:h]], axis=1)
+    rec = Reconstructor.for_model(assets.shared_dir() / "assets/models/ict_narrowface.npz", image_size=96)
+    faces = rec.reconstruct(photo)
+    assert len(faces) == 2
+    for f in faces:
+        assert f.render.shape == photo.shape and f.region.shape == f.mask.shape == photo.shape[:2]
+        assert (f.mask <= f.region + 1e-6).all() and f.region.sum() > 500
+        iod = np.linalg.norm(f.landmarks_detected[36] - f.landmarks_detected[45])
+        err = np.nanmean(np.linalg.norm(f.landmarks_fitted - f.landmarks_detected, axis=1))
+        assert err < 0.1 * iod  # the fitted landmarks, mapped back, sit on the detected ones
+        ys, xs = np.nonzero(f.region > 0.5)
+        centre = np.array([xs.mean(), ys.mean()])
+        assert np.linalg.norm(centre - f.landmarks_detected.mean(0)) < iod  # Φ pasted where the face is
+        assert np.allclose(f.vertices_photo[:, :2].mean(0), [f.landmarks_detected[:, 0].mean(),
+                                                              h - f.landmarks_detected[:, 1].mean()], atol=iod)
+        assert f.overlay(photo).shape == (h, 3 * photo.shape[1], 3)
+    sides = sorted(f.landmarks_detected[:, 0].mean() < ia.shape[1] for f in faces)
+    assert sides == [False, True]
+    as_tensor = torch.from_numpy(ia[:h].copy()).permute(2, 0, 1).float() / 255
+    both = rec.reconstruct([photo, as_tensor, np.full((64, 64, 3), 128, np.uint8)])
+    assert [len(x) for x in both] == [2, 1, 0]
+    np.testing.assert_allclose(both[0][0].theta, faces[0].theta, atol=1e-5)  # batching changes nothing
+    with pytest.raises(ValueError, match=r"photos\[1\]"):
+        rec.reconstruct([photo, np.zeros((5, 5, 2), np.uint8)])

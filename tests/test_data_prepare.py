@@ -146,3 +146,28 @@ def test_the_shared_folder_split():
     assert len(recs) == 2747 and len(held) == 541  # the project's held-out set: 419 of 2,093 identities
     assert len({r.identity for r in held}) == 419
     assert isinstance(held[0], FaceRecord)
+
+
+def test_as_photo_accepts_every_in_memory_form():
+    import torch
+    from PIL import Image
+
+    from occrecon.data.prepare import as_photo
+
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3) * 10
+    assert as_photo(rgb) is not rgb and np.array_equal(as_photo(rgb), rgb)
+    np.testing.assert_array_equal(as_photo(rgb.astype(np.float32) / 255), rgb)  # float in [0, 1]
+    np.testing.assert_array_equal(as_photo(torch.from_numpy(rgb).permute(2, 0, 1)), rgb)  # (3, H, W) uint8
+    np.testing.assert_array_equal(as_photo(torch.from_numpy(rgb).permute(2, 0, 1).float() / 255), rgb)
+    np.testing.assert_array_equal(as_photo(Image.fromarray(rgb)), rgb)
+    np.testing.assert_array_equal(as_photo(np.concatenate([rgb, rgb[..., :1]], -1)), rgb)  # alpha dropped
+    grey = rgb[..., 0]
+    np.testing.assert_array_equal(as_photo(grey), np.repeat(grey[..., None], 3, -1))
+    with pytest.raises(ValueError, match="photo: float pixels must lie in"):
+        as_photo(rgb.astype(np.float32))
+    with pytest.raises(TypeError, match="photo: integer pixels must be uint8"):
+        as_photo(rgb.astype(np.int32))
+    with pytest.raises(ValueError, match="img: expected an"):
+        as_photo(np.zeros((4, 4, 5), np.uint8), "img")
+    with pytest.raises(TypeError, match="photo: expected a numpy array"):
+        as_photo([[1, 2]])

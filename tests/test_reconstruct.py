@@ -12,7 +12,7 @@ import occrecon.nets as nets
 from occrecon import assets
 from occrecon.api import Reconstructor, default_camera
 from occrecon.cli import main
-from occrecon.data.align import align_face
+from occrecon.data.align import align_face, invert_affine, transform_points, warp_affine
 from occrecon.data.io import read_image
 from occrecon.morphable import load_model
 from occrecon.morphable.export import read_obj
@@ -58,22 +58,47 @@ def test_reconstruct_photos_writes_consistent_outputs(model, photos, tmp_path, c
     reasons = dict(report.failures)
     assert reasons[str(folder / "blank.png")] == "no face found"
     assert reasons[str(folder / "corrupt.jpg")].startswith("unreadable")
+    with torch.no_grad():
+        zero = rec.renderer(model.layout.zeros(1))  # θ = 0: the independent reference of every output
+    sig = 1 / (1 + np.exp(-logit))
     for r in report.results:
         stem = r["image"].rsplit("/", 1)[1].rsplit(".", 1)[0]
-        crop, m = align_face(read_image(r["image"]), read_five_points(points / f"{stem}.txt"), SIZE)
+        photo = read_image(r["image"])
+        h, w = photo.shape[:2]
+        crop, m = align_face(photo, read_five_points(points / f"{stem}.txt"), SIZE)
         np.testing.assert_allclose(np.array(r["crop_transform"]), m)
+        inv = invert_affine(m)
         row = np.asarray(Image.open(tmp_path / "out" / f"{stem}_overlay.png"))
-        assert row.shape == (SIZE, 3 * SIZE, 3)
-        assert np.abs(row[:, :SIZE].astype(int) - crop).max() <= 1  # the left panel is the aligned crop
+        assert row.shape == (h, 3 * w, 3)  # at the photo's resolution
+        assert np.array_equal(row[:, :w], photo)  # the left panel is the photo
         # constant logit: M = Φ·σ(logit) everywhere, so the occluded share of Φ is 1 − σ(logit)
-        assert r["occlusion_fraction"] == pytest.approx(1 - 1 / (1 + np.exp(-logit)), abs=1e-5)
+        assert r["occlusion_fraction"] == pytest.approx(1 - sig, abs=1e-5)
         assert r["occluded"] is True
+        phi_photo = warp_affine(zero.region[0, 0].numpy(), inv, (h, w), antialias=False)
+        mask_png = np.asarray(Image.open(tmp_path / "out" / f"{stem}_mask.png")).astype(float) / 255
+        assert mask_png.shape == (h, w) and np.abs(mask_png - sig * phi_photo).max() <= 1 / 255 + 1e-6
+        rgba = np.asarray(Image.open(tmp_path / "out" / f"{stem}_render.png")).astype(float) / 255
+        assert rgba.shape == (h, w, 4) and np.abs(rgba[..., 3] - phi_photo).max() <= 1 / 255 + 1e-6
         assert {k: len(v) for k, v in r["theta"].items()} == dict(model.layout.entries)
         assert not any(any(v) for v in r["theta"].values())  # θ = 0
+        # fitted landmarks: the renderer's crop landmarks mapped back into the photo
+        lm = transform_points(zero.landmarks[0].double().numpy(), inv)
+        fitted = np.array([[np.nan if v is None else v for v in p] for p in r["landmarks_fitted"]])
+        np.testing.assert_allclose(fitted, lm, atol=1e-3)
+        # posed mesh in photo space: x, H - y over the photo at the projected vertices
         v, f = read_obj(tmp_path / "out" / f"{stem}.obj")[:2]
-        np.testing.assert_allclose(v, model.mean.reshape(-1, 3).numpy(), rtol=0, atol=1e-4)  # mean shape
+        proj = transform_points(rec.renderer.camera.project(zero.vertices[0].double()).numpy(), inv)
+        np.testing.assert_allclose(v[:, 0], proj[:, 0], atol=1e-3)
+        np.testing.assert_allclose(v[:, 1], h - proj[:, 1], atol=1e-3)
         assert len(f) == len(model.triangles)
+        pv = read_obj(tmp_path / "out" / f"{stem}.obj")[0]
+        assert (tmp_path / "out" / f"{stem}.ply").read_text().startswith("ply") and pv.shape == v.shape
         assert json.loads((tmp_path / "out" / f"{stem}.json").read_text())["image"] == r["image"]
+    # camera space: the renderer's posed vertices
+    report = reconstruct_photos(paths[:1], rec, tmp_path / "cam", points_dir=points, mesh_space="camera")
+    stem = report.results[0]["stem"]
+    v = read_obj(tmp_path / "cam" / f"{stem}.obj")[0]
+    np.testing.assert_allclose(v, zero.vertices[0].numpy(), atol=1e-4)
 
 
 def test_reconstruct_cli_with_a_checkpoint(model, photos, tmp_path, capsys):

@@ -1,32 +1,44 @@
 """``occrecon reconstruct``: photos → occlusion-robust 3D face reconstructions, with a trained checkpoint, the
 fitting engine, or both.
 
-For every photo: the one photo → aligned face path (:func:`occrecon.data.prepare.prepare_photo`: dlib's 68
-landmarks, or a 5-point file per photo plus dlib on the aligned crop), then the :class:`~occrecon.api.Reconstructor`:
-θ, the rendered face I_R, the rendered region Φ and the face mask M. With ``--fit fast|quality`` the encoder's
-prediction is refined per photo by the fitting engine (:func:`occrecon.fit.fit_image`); with ``--model MODEL.npz``
-and no checkpoint the face is fitted from the mean face (no network at all). Writes per photo
-``<name>_overlay.png`` (aligned target | render over target | mask: occluded pixels of Φ in red),
-``<name>.obj`` (the reconstructed shape with its albedo, in model units) and ``<name>.json`` (θ by group,
-occlusion fraction, the crop transform, the fit's flags); prints one line per photo and reports every photo
-without a face or unreadable (never skipped silently).
+For every photo: every face in it, through the one photo → aligned face path (:mod:`occrecon.data.prepare`:
+dlib's 68 landmarks on the photo, or a 5-point file per photo plus dlib on the aligned crop), then
+:meth:`occrecon.api.Reconstructor.reconstruct_prepared`: θ, the rendered face I_R, the rendered region Φ and the
+face mask M, mapped back into the photo. With ``--fit fast|quality`` the encoder's prediction is refined per face by
+the fitting engine (:func:`occrecon.fit.fit_image`); with ``--model MODEL.npz`` and no checkpoint the face is fitted
+from the mean face (no network at all). Per face (``<name>`` is the photo's stem, ``<name>_face<k>`` when the photo
+holds several faces, best detection first):
+
+- ``<name>_overlay.png``: photo | render over the photo | occluded pixels of Φ in red, at the photo's resolution;
+- ``<name>_mask.png``: M in the photo frame (8-bit, 255 = visible face); ``<name>_render.png``: I_R in the photo
+  frame, RGBA with Φ as alpha;
+- ``<name>.obj`` and ``<name>.ply``: the posed mesh with its albedo as vertex colours, in photo space (x, y the
+  photo pixel, y up; z toward the viewer in pixels; :func:`occrecon.api.photo_vertices`) or, with
+  ``--mesh-space camera``, in the renderer's camera space (model units);
+- ``<name>.json``: θ by group, the 68 detected and fitted landmarks (photo pixels), the occlusion fraction and
+  verdict, the crop transform, the detector score, the fit's flags.
+
+Prints one line per face and reports every photo without a face, unreadable, or a face that cannot be aligned
+(never skipped silently). Exit status 0 when every photo and face was reconstructed, 1 when any failed.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from ..api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor, overlay
+from tqdm import tqdm
+
+from ..api import DEFAULT_OCCLUSION_THRESHOLD, Reconstructor
 from ..device import check_device
-from ..data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
-from ..data.prepare import AlignmentError, FaceNotFound, prepare_faces, prepare_photo
-from ..morphable.export import write_obj
+from ..data.io import IMAGE_EXTENSIONS, ImageReadError, read_five_points, read_image
+from ..data.prepare import AlignmentError, FaceNotFound, prepare_face, prepare_faces
+from ..morphable.export import write_obj, write_ply
 
 
 @dataclass
@@ -53,34 +65,38 @@ def collect_images(inputs: list[str | Path]) -> list[Path]:
 
 def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Path, *, points_dir: Path | None = None,
                        detector=None, batch_size: int = 8, threshold: float = DEFAULT_OCCLUSION_THRESHOLD,
-                       log=None) -> ReconstructionReport:
-    """Reconstruct each photo of ``paths`` (see the module docstring); writes into ``out_dir``.
+                       mesh_space: str = "photo", progress: bool = False) -> ReconstructionReport:
+    """Reconstruct every face of each photo of ``paths`` (see the module docstring); writes into ``out_dir``.
 
     Args:
         paths: photo files.
         rec: a :class:`Reconstructor` (its ``image_size`` sets the crop size, its ``fit`` whether to fit).
         out_dir: output folder (created).
-        points_dir: folder with ``<stem>.txt`` 5-point files; photos without one fall back to dlib.
-        detector: landmark detector for :func:`occrecon.data.prepare.prepare_face` (default dlib).
+        points_dir: folder with ``<stem>.txt`` 5-point files (one face per photo); photos without one: every face
+            the detector finds.
+        detector: landmark detector (default dlib).
         batch_size: crops per network batch.
         threshold: occlusion fraction above which a face is reported as occluded.
-        log: called with a progress line per batch (None: quiet).
+        mesh_space: ``"photo"`` or ``"camera"``: the frame of the OBJ / PLY vertices.
+        progress: show a tqdm progress bar over the photos.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if mesh_space not in MESH_SPACES:
+        raise ValueError(f"mesh_space: expected one of {MESH_SPACES}, got {mesh_space!r}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     size = rec.image_size[0]
     report = ReconstructionReport()
-    crops, lms, metas = [], [], []
-    for path in paths:
+    for path in tqdm(paths, desc="reconstruct", unit="photo", disable=not progress):
         five_file = points_dir / f"{path.stem}.txt" if points_dir is not None else None
         try:
+            image = read_image(path)
             if five_file is not None and five_file.exists():  # the file names one face
-                faces = [prepare_photo(path, size, five_file=five_file, detector=detector,
-                                       redetect=rec.fit is not None)]
+                faces = [prepare_face(image, size, five=read_five_points(five_file), detector=detector,
+                                      redetect=rec.fit is not None)]
             else:  # every face the detector finds
-                faces, bad = prepare_faces(read_image(path), size, detector=detector)
+                faces, bad = prepare_faces(image, size, detector=detector)
                 report.failures.extend((f"{path} (a face)", str(e)) for e in bad)
         except ImageReadError as e:
             report.failures.append((str(path), f"unreadable: {e}"))
@@ -91,48 +107,52 @@ def reconstruct_photos(paths: list[Path], rec: Reconstructor, out_dir: str | Pat
         except AlignmentError as e:
             report.failures.append((str(path), str(e)))
             continue
+        usable = []
         for k, face in enumerate(faces):
             stem = path.stem if len(faces) == 1 else f"{path.stem}_face{k}"
             if face.landmarks is None and rec.encoder is None:
                 report.failures.append((f"{path} ({stem})", "no 68 landmarks found on the aligned crop (the fit "
                                                             "needs them)"))
                 continue
-            crops.append(torch.from_numpy(face.crop).permute(2, 0, 1).float() / 255.0)
-            lms.append(torch.from_numpy(face.landmarks) if face.landmarks is not None
-                       else torch.full((68, 2), float("nan")))
-            metas.append({"image": str(path), "face": k, "faces_in_photo": len(faces), "stem": stem,
-                          "landmarks_from": face.source, "crop_transform": face.transform.tolist()})
-
-    device = rec.renderer.tri.device
-    for start in range(0, len(crops), batch_size):
-        batch = torch.stack(crops[start:start + batch_size])
-        lm = torch.stack(lms[start:start + batch_size])
-        out = rec(batch.to(device), lm.to(device) if rec.fit is not None else None)
-        fit = out.fit
-        out = out.cpu()
-        fractions = out.occlusion_fraction
-        parts = rec.layout.split(out.theta)
-        with torch.no_grad():
-            verts, albedo = rec.model(parts["id"], parts["exp"], parts["tex"])
-        for i, meta in enumerate(metas[start:start + batch_size]):
-            stem = meta["stem"]
-            Image.fromarray(overlay(batch, out, i)).save(out_dir / f"{stem}_overlay.png")
-            write_obj(out_dir / f"{stem}.obj", verts[i], rec.model.triangles, albedo[i].clamp(0, 1))
-            frac = float(fractions[i])
-            meta.update(occlusion_fraction=None if np.isnan(frac) else frac,
-                        occluded=bool(np.nan_to_num(frac) > threshold),
-                        theta={k: v[i].tolist() for k, v in parts.items()})
-            if fit is not None:
-                lm_err = None
-                if fit.landmark_fit is not None and not bool(fit.landmark_fit.failed[i]):
-                    lm_err = float(fit.landmark_fit.error[i]) / fit.scale
-                meta["fit"] = {"converged": bool(fit.converged[i]), "diverged": bool(fit.diverged[i]),
-                               "landmark_error_px": lm_err, "light_inliers": float(fit.light_inliers[i])}
-            (out_dir / f"{stem}.json").write_text(json.dumps(meta, indent=1))
-            report.results.append(meta)
-        if log is not None:
-            log(f"  {min(start + batch_size, len(crops))}/{len(crops)} faces reconstructed")
+            usable.append((k, stem, face))
+        results = rec.reconstruct_prepared([image] * len(usable), [f for _, _, f in usable], threshold=threshold,
+                                           batch_size=batch_size)
+        for (k, stem, face), res in zip(usable, results):
+            report.results.append(_write_face(out_dir, stem, path, k, len(faces), face, res, image, rec, mesh_space))
     return report
+
+
+#: Frames of the written meshes.
+MESH_SPACES = ("photo", "camera")
+
+
+def _nan_list(a) -> list | None:
+    if a is None:
+        return None
+    return [[None if not np.isfinite(v) else float(v) for v in row] for row in np.asarray(a, np.float64)]
+
+
+def _write_face(out_dir: Path, stem: str, path: Path, k: int, n: int, face, res, image: np.ndarray,
+                rec: Reconstructor, mesh_space: str) -> dict:
+    """Write one face's files (module docstring); returns its JSON record."""
+    Image.fromarray(res.overlay(image)).save(out_dir / f"{stem}_overlay.png")
+    Image.fromarray((np.clip(res.mask, 0, 1) * 255 + 0.5).astype(np.uint8)).save(out_dir / f"{stem}_mask.png")
+    rgba = np.concatenate([np.clip(res.render, 0, 1), np.clip(res.region, 0, 1)[..., None]], -1)
+    Image.fromarray((rgba * 255 + 0.5).astype(np.uint8), "RGBA").save(out_dir / f"{stem}_render.png")
+    verts = res.vertices_photo if mesh_space == "photo" else res.vertices_camera
+    write_obj(out_dir / f"{stem}.obj", verts, rec.model.triangles, res.albedo)
+    write_ply(out_dir / f"{stem}.ply", verts, rec.model.triangles, res.albedo)
+    frac = res.occlusion_fraction
+    meta = {"image": str(path), "face": k, "faces_in_photo": n, "stem": stem, "landmarks_from": face.source,
+            "detector_score": res.score, "crop_transform": res.crop_transform.tolist(),
+            "occlusion_fraction": None if np.isnan(frac) else frac, "occluded": res.occluded,
+            "landmarks_detected": _nan_list(res.landmarks_detected), "landmarks_fitted": _nan_list(res.landmarks_fitted),
+            "mesh_space": mesh_space, "theta": {g: v.tolist() for g, v in rec.layout.split(res.theta[None]).items()}}
+    meta["theta"] = {g: v[0] for g, v in meta["theta"].items()}
+    if res.fit is not None:
+        meta["fit"] = res.fit
+    (out_dir / f"{stem}.json").write_text(json.dumps(meta, indent=1))
+    return meta
 
 
 def _make_reconstructor(args: argparse.Namespace) -> Reconstructor:
@@ -156,7 +176,8 @@ def _run(args: argparse.Namespace) -> int:
                                                                       if rec.fit is not None and rec.encoder else "")
     print(f"{len(paths)} photo(s); {mode}")
     report = reconstruct_photos(paths, rec, args.out, points_dir=Path(args.points_dir) if args.points_dir else None,
-                                batch_size=args.batch_size, threshold=args.threshold, log=print)
+                                batch_size=args.batch_size, threshold=args.threshold, mesh_space=args.mesh_space,
+                                progress=sys.stderr.isatty() and not args.quiet)
     print(f"{'photo':40s} {'landmarks':>24s} {'occluded':>9s} {'fraction':>9s}")
     for r in report.results:
         frac = "n/a" if r["occlusion_fraction"] is None else f"{r['occlusion_fraction']:.3f}"
@@ -165,7 +186,7 @@ def _run(args: argparse.Namespace) -> int:
     for path, why in report.failures:
         print(f"NOT RECONSTRUCTED {path}: {why}")
     print(f"{len(report.results)} reconstructed, {len(report.failures)} not; wrote {args.out}/<name>_overlay.png, "
-          f".obj, .json")
+          f"_mask.png, _render.png, .obj, .ply, .json")
     return 1 if report.failures else 0
 
 
@@ -190,6 +211,10 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--threshold", type=float, default=DEFAULT_OCCLUSION_THRESHOLD,
                    help=f"occlusion fraction that counts as occluded (default {DEFAULT_OCCLUSION_THRESHOLD})")
+    p.add_argument("--mesh-space", choices=MESH_SPACES, default="photo",
+                   help="frame of the OBJ/PLY vertices: photo (pixels over the photo, y up; default) or camera "
+                        "(the renderer's camera space, model units)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--device", default="cpu")
     add_trusted_flag(p)
     p.set_defaults(func=_run)

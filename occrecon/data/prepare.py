@@ -23,7 +23,7 @@ import numpy as np
 
 from .align import TEMPLATE_SIZE, align_face, five_from_68, transform_points
 
-__all__ = ["PreparedFace", "FaceNotFound", "AlignmentError", "prepare_face", "prepare_faces", "prepare_photo"]
+__all__ = ["PreparedFace", "FaceNotFound", "AlignmentError", "prepare_face", "prepare_faces", "prepare_photo", "as_photo"]
 
 
 class FaceNotFound(ValueError):
@@ -187,3 +187,54 @@ def prepare_photo(path: str | Path, size: int = TEMPLATE_SIZE, *, five_file: str
     image = read_image(path)
     five = read_five_points(five_file) if five_file is not None and Path(five_file).exists() else None
     return prepare_face(image, size, five=five, detector=detector, redetect=redetect)
+
+
+def as_photo(photo, name: str = "photo") -> np.ndarray:
+    """A photo given in memory as ``uint8 (H, W, 3)`` RGB (the form every function of this module takes).
+
+    Accepted: a numpy array ``(H, W, 3)``, ``(H, W, 4)`` (alpha dropped) or ``(H, W)`` (grey); a torch tensor in
+    the same forms, or channels first ``(C, H, W)`` with C = 1, 3 or 4 (torch's convention, taken whenever the first
+    dimension is 1, 3 or 4); uint8 0-255 or float in [0, 1]; a PIL image (any mode; converted to RGB); a path (read with
+    :func:`occrecon.data.io.read_image`). Anything else: TypeError / ValueError naming ``name``.
+    """
+    if isinstance(photo, (str, Path)):
+        from .io import read_image  # noqa: PLC0415
+
+        return read_image(photo)
+    try:
+        from PIL import Image  # noqa: PLC0415
+    except ImportError:  # pragma: no cover  (pillow is a dependency of the face pipeline)
+        Image = None
+    if Image is not None and isinstance(photo, Image.Image):
+        return np.ascontiguousarray(np.asarray(photo.convert("RGB")))
+    try:
+        import torch  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        torch = None
+    if torch is not None and isinstance(photo, torch.Tensor):
+        t = photo.detach().cpu()
+        if t.dim() == 3 and t.shape[0] in (1, 3, 4):
+            t = t.permute(1, 2, 0)  # torch's (C, H, W) -> (H, W, C)
+        photo = t.numpy()
+    if not isinstance(photo, np.ndarray):
+        raise TypeError(f"{name}: expected a numpy array, torch tensor, PIL image or path, got {type(photo).__name__}")
+    a = photo
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, -1)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4) or a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"{name}: expected an (H, W, 3) RGB image, got shape {photo.shape}")
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.number):
+        raise TypeError(f"{name}: expected uint8 or float pixels, got {a.dtype}")
+    if np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"{name}: integer pixels must be uint8 (0-255), got {a.dtype}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name}: contains NaN or Inf values")
+    lo, hi = float(a.min()), float(a.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name}: float pixels must lie in [0, 1], got [{lo:.4g}, {hi:.4g}] (uint8 for 0-255)")
+    return np.ascontiguousarray(np.round(a * 255.0).astype(np.uint8))
