@@ -29,7 +29,8 @@ def _landmarks_command(args: argparse.Namespace) -> int:
     if args.backend == "fan":
         check_device(args.device, "--device")  # ValueError: one line from occrecon.cli, exit status 2
     detector = make_detector(args.backend, args.upsample, args.fan_weights, args.device)
-    run_landmarks(args.images_dir, args.out, detector, aligned_out=args.aligned_out, size=args.size)
+    run_landmarks(args.images_dir, args.out, detector, aligned_out=args.aligned_out, size=args.size,
+                  progress=sys.stderr.isatty())
     return 0
 
 

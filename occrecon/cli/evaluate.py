@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +58,8 @@ def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size
     methods = {}
     for spec in checkpoints:
         rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device, trusted=trusted)
-        values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold)
+        values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold,
+                                        progress=sys.stderr.isatty())
         methods[spec.name] = {"checkpoint": str(spec.path), "segmentation": spec.segmentation,
                               "per_image": {k: _json_values(values[k]) for k in VALUE_KEYS},
                               "summary": summarise_by_subset(values)}
@@ -139,7 +141,7 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
           f"real-mask faces left out)")
     size = rec.image_size[0] if rec is not None else args.size
     t0 = time.perf_counter()
-    pairs, failures = prepare_cases(held, size, seed=args.seed)
+    pairs, failures = prepare_cases(held, size, seed=args.seed, progress=sys.stderr.isatty())
     print(f"prepared {len(pairs)} faces in {time.perf_counter() - t0:.0f} s")
     result = evaluate_fit(pairs, model=model, fit_config=args.preset, encoder_rec=rec, batch_size=args.batch_size,
                           encoder_init=args.encoder_init)

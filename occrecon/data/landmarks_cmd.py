@@ -61,7 +61,7 @@ def make_detector(backend: str, upsample: int, fan_weights: str | None, device: 
 
 
 def run_landmarks(images_dir: str | Path, out: str | Path, detector, aligned_out: str | Path | None = None,
-                  size: int = TEMPLATE_SIZE, log=print) -> LandmarkReport:
+                  size: int = TEMPLATE_SIZE, log=print, progress: bool = False) -> LandmarkReport:
     """Detect landmarks in every image of ``images_dir``; write ``out`` (CSV) and ``<out>.report.txt``.
 
     Args:
@@ -84,7 +84,9 @@ def run_landmarks(images_dir: str | Path, out: str | Path, detector, aligned_out
     raw: dict[str, np.ndarray] = {}
     crops_lm: dict[str, np.ndarray] = {}
     transforms: dict[str, np.ndarray] = {}
-    for path in find_images(root, exclude=aligned):
+    from tqdm import tqdm  # noqa: PLC0415
+
+    for path in tqdm(find_images(root, exclude=aligned), desc="landmarks", unit="image", disable=not progress):
         rel = path.relative_to(root).as_posix()
         try:
             image = read_image(path)

@@ -200,7 +200,7 @@ def _pseudo_mask_fn() -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], to
 
 
 def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str = "unet", batch_size: int = 8,
-                           threshold: float = DEFAULT_THRESHOLD) -> dict[str, np.ndarray]:
+                           threshold: float = DEFAULT_THRESHOLD, progress: bool = False) -> dict[str, np.ndarray]:
     """Per-image metrics of one :class:`~occrecon.api.Reconstructor` over ``samples``.
 
     Args:
@@ -223,7 +223,9 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
     pseudo = _pseudo_mask_fn() if segmentation == "pseudo" else None
     device = next(itertools.chain(rec.parameters(), rec.buffers()), torch.empty(0)).device
     out: dict[str, list] = {k: [] for k in VALUE_KEYS}
-    for start in range(0, len(samples), batch_size):
+    from tqdm import tqdm  # noqa: PLC0415
+
+    for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", unit="batch", disable=not progress):
         chunk = samples[start:start + batch_size]
         images, gt = _load_batch(chunk, rec.image_size)
         images, gt = images.to(device), gt.to(device)

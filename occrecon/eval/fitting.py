@@ -94,7 +94,7 @@ def landmark_error(model_lm_crop: np.ndarray, transform: np.ndarray, reference: 
 
 
 def prepare_cases(records, size: int, *, seed: int = 0, max_occluders: int = 1, detector=None, library=None,
-                  sources=None, log=print) -> tuple[list[tuple[EvalCase, EvalCase | None]], list[tuple[str, str]]]:
+                  sources=None, log=print, progress: bool = False) -> tuple[list[tuple[EvalCase, EvalCase | None]], list[tuple[str, str]]]:
     """The clean and occluded cases of ``records`` (see the module docstring).
 
     Returns:
@@ -112,7 +112,9 @@ def prepare_cases(records, size: int, *, seed: int = 0, max_occluders: int = 1, 
     library = library or OccluderLibrary(permissive_only=True)
     sources = sources if sources is not None else image_sources(include_dev_faces=False)
     pairs, failures = [], []
-    for rec in records:
+    from tqdm import tqdm  # noqa: PLC0415
+
+    for rec in tqdm(records, desc="prepare", unit="face", disable=not progress):
         photo = read_image(rec.path)
         try:
             clean = prepare_face(photo, size, detector=detector)
