@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from .device import check_device
-from .checkpoint import (FORMAT, UntrustedCheckpointError, atomic_save, build_nets, build_renderer, read_checkpoint,
-                         resolve_model_path, spec_layout)
+from .checkpoint import (FORMAT, UntrustedCheckpointError, atomic_save, build_nets, build_renderer, load_spec_model,
+                         read_checkpoint, spec_layout)
 from .fit import FitResult, ImageFitConfig, fit_image, fit_preset, robust_mask
 from .fit.image import check_images
-from .morphable import ParamLayout, load_model, resolve_model
+from .morphable import ParamLayout, resolve_model
 from .nets.eval_view import eval_view
 from .nets.unet import face_mask
 from .render import FaceRenderer
@@ -417,8 +417,7 @@ class Reconstructor(torch.nn.Module):
                               device: str | torch.device) -> Reconstructor:
         """:meth:`from_checkpoint` on a dict already read (``path``: where it lives, for messages and paths)."""
         nets = ckpt["nets"]
-        src = Path(model_path) if model_path is not None else resolve_model_path(nets["model_path"], Path(path))
-        model = load_model(src)
+        model, src = load_spec_model(nets, Path(path), model_path)
         stored = spec_layout(nets)
         if stored != model.layout:
             raise ValueError(f"{path}: nets.layout {stored!r} does not match the face model {src} "

@@ -40,7 +40,7 @@ from .assets import PACKAGE_PREFIX, SHARED_PREFIX, resolve_asset_path
 
 __all__ = ["FORMAT", "Checkpoint", "CheckpointError", "UntrustedCheckpointError", "atomic_save",
            "remove_stale_temp_files", "capture_rng", "BUNDLED_CHECKPOINT", "restore_rng", "read_checkpoint", "nets_spec", "build_nets",
-           "build_renderer", "resolve_model_path", "INFERENCE_KEYS", "NETS_KEYS", "SHARED_PREFIX", "PACKAGE_PREFIX"]
+           "build_renderer", "resolve_model_path", "load_spec_model", "INFERENCE_KEYS", "NETS_KEYS", "SHARED_PREFIX", "PACKAGE_PREFIX"]
 
 #: Value of the ``"format"`` key of every checkpoint this module writes.
 FORMAT = "occrecon-checkpoint-v1"
@@ -55,6 +55,10 @@ INFERENCE_KEYS = ("format", "stage", "nets", "encoder", "unet")
 NETS_KEYS = ("model_path", "encoder_arch", "unet", "image_size", "layout", "encoder_scales")
 #: The checkpoint shipped inside the package (``occrecon demo``, ``occrecon reconstruct``'s default).
 BUNDLED_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "occrecon_compact_ict.pt"
+#: ``nets.albedo`` (optional): ``"model"`` (default) uses the model file's albedo; ``"laplacian-prior"`` replaces it by
+#: the generic Laplacian prior (:meth:`occrecon.morphable.MorphableModel.with_albedo_prior`), for nets trained with
+#: the prior on a model file that now ships a learned albedo.
+SPEC_ALBEDO = ("model", "laplacian-prior")
 #: The UNet architectures a ``"nets"`` spec may name.
 UNET_KINDS = ("paper", "compact")
 
@@ -506,3 +510,19 @@ def resolve_model_path(stored: str | Path, ckpt_path: str | Path | None = None) 
         if (base / p).exists():
             return base / p
     raise FileNotFoundError(f"nets.model_path: {text!r} not found under {[str(b) for b in bases]}; pass model_path=")
+
+
+def load_spec_model(nets: dict, ckpt_path: str | Path | None = None, model_path: str | Path | None = None):
+    """The face model a ``"nets"`` spec names: ``model_path`` if given, else ``nets.model_path`` resolved by
+    :func:`resolve_model_path`, loaded, with ``nets.albedo`` applied (:data:`SPEC_ALBEDO`). Returns
+    ``(model, the file it was read from)``."""
+    from .morphable import load_model
+
+    albedo = nets.get("albedo", "model")
+    if albedo not in SPEC_ALBEDO:
+        raise ValueError(f"nets.albedo: expected one of {SPEC_ALBEDO}, got {albedo!r}")
+    src = Path(model_path) if model_path is not None else resolve_model_path(nets["model_path"], ckpt_path)
+    model = load_model(src)
+    if albedo == "laplacian-prior":
+        model = model.with_albedo_prior()
+    return model, src

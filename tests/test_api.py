@@ -490,3 +490,25 @@ def test_reconstruct_a_photo_in_memory_every_face_in_photo_coordinates():
     np.testing.assert_allclose(both[0][0].theta, faces[0].theta, atol=1e-5)  # batching changes nothing
     with pytest.raises(ValueError, match=r"photos\[1\]"):
         rec.reconstruct([photo, np.zeros((5, 5, 2), np.uint8)])
+
+
+def test_the_bundled_checkpoint_needs_no_shared_folder():
+    """Its face model lives inside the package (package: path + the Laplacian prior albedo it was trained with),
+    identical to the shared ICT narrow face it was trained on."""
+    from occrecon.checkpoint import BUNDLED_CHECKPOINT, load_spec_model, read_checkpoint
+    from occrecon.assets import package_dir
+
+    nets = read_checkpoint(BUNDLED_CHECKPOINT)["nets"]
+    assert nets["model_path"].startswith("package:") and nets["albedo"] == "laplacian-prior"
+    model, src = load_spec_model(nets, BUNDLED_CHECKPOINT)
+    assert package_dir() in src.resolve().parents and model.albedo_source == "laplacian-prior-K80"
+    assert model.sh_mean is None
+    shared = assets.shared_dir(required=False)
+    if shared is not None:
+        from occrecon.morphable import load_model
+
+        ref = load_model(shared / "assets/models/ict_narrowface.npz")
+        for key in ("mean", "id_basis", "exp_basis", "albedo_mean", "albedo_basis", "triangles", "landmarks"):
+            assert torch.equal(getattr(model, key), getattr(ref, key)), key
+    with pytest.raises(ValueError, match="nets.albedo"):
+        load_spec_model({**nets, "albedo": "learned?"}, BUNDLED_CHECKPOINT)

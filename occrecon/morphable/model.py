@@ -283,6 +283,23 @@ class MorphableModel(torch.nn.Module):
                               albedo_source=self.albedo_source, exp_bounds=self.exp_bounds,
                               sh_prior=self.sh_prior, provenance=self.provenance)
 
+    def with_albedo_prior(self, components: int | None = None, cache_dir: str | Path | None = None) -> MorphableModel:
+        """A new (CPU, float32) model with this one's geometry and the generic Laplacian albedo prior
+        (:func:`occrecon.morphable.albedo.laplacian_albedo`, ``components`` modes, default :attr:`n_tex`) in place of
+        its albedo, and no illumination prior: e.g. the shipped learned model as the plain ICT narrow face, for
+        networks trained with the prior (``nets.albedo: "laplacian-prior"`` of a checkpoint)."""
+        from .albedo import laplacian_albedo
+
+        k = self.n_tex if components is None else int(components)
+        tri = self.triangles.cpu().numpy()
+        a_mean, a_basis = laplacian_albedo(self.n_vertices, tri, k, cache_dir)
+        b = {key: getattr(self, key).cpu().numpy() for key in ("mean", "id_basis", "exp_basis", "front_face", "skin")}
+        provenance = {**self.provenance, "albedo": "replaced by the Laplacian prior"} if self.provenance else None
+        return MorphableModel(b["mean"], b["id_basis"], b["exp_basis"], a_mean, a_basis, tri,
+                              self.landmarks.cpu().numpy(), b["front_face"], b["skin"], units=self.units, name=self.name,
+                              exp_names=self.exp_names, albedo_source=f"laplacian-prior-K{k}",
+                              exp_bounds=self.exp_bounds, provenance=provenance)
+
     @property
     def sh_prior(self) -> tuple[np.ndarray, np.ndarray] | None:
         """``(sh_mean (27,), sh_cov (27, 27))`` as numpy arrays, or None."""
