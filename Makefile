@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 NVCC   ?= nvcc
 CUDA_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90
 
-.PHONY: demo test install bench bench-smoke train-smoke cuda-check cuda-build-check fuzz sanitize-check clean
+.PHONY: demo test install bench bench-smoke train-smoke cuda-check cuda-build-check fuzz sanitize-check wheel-check clean
 
 $(BIN)/.deps-installed: requirements/cpu.txt
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,10 @@ cuda-check:
 # Full CUDA build (torch 2.14.1+cu130 in .venv-cuda, OCCRECON_CUDA=ON): proves the tensor glue compiles and links
 # and the CPU tests pass in a CUDA build. No GPU needed. Needs nvcc and ~12 GB of disk; skipped without nvcc.
 CUDA_VENV ?= .venv-cuda
+# The built wheel in a fresh venv outside the tree, no shared folder: render-only, then reconstruct with [face].
+wheel-check: install
+	tools/wheel-check.sh $(BIN)/python
+
 cuda-build-check:
 	@if ! command -v $(NVCC) >/dev/null 2>&1; then echo "nvcc not found: CUDA build check skipped"; exit 0; fi; \
 	if [ $$(df -Pk . | awk 'NR==2 {print $$4}') -lt 12000000 ]; then \

