@@ -20,25 +20,17 @@ from PIL import Image
 from . import assets
 from .checkpoint import BUNDLED_CHECKPOINT
 from .data.io import read_five_points, read_image
+from .data.align import TEMPLATE_224
+from .data.prepare import prepare_face
 from .ops import neighbour_loss, neighbour_min
 
-__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "crop_face", "BUNDLED_CHECKPOINT"]
+__all__ = ["run_neighbour_demo", "run_reconstruction_demo", "BUNDLED_CHECKPOINT"]
 
 SIZE = 224
 SHIFT = (2, -3)  # (dy, dx) of the misaligned "render", pixels
 OCCLUDER = "sunglasses_noto.png"  # Apache-2.0 (Noto Emoji), see the occluders' README
 #: The compact checkpoint shipped with the package (trained by configs/cpu_acceptance.yaml on permissively licensed
 #: occluders only; face model: ICT-FaceKit narrow face, MIT). See occrecon/checkpoints/README.md.
-
-
-def crop_face(image: Image.Image, points5: np.ndarray, size: int = SIZE) -> Image.Image:
-    """Square crop centred on the 5 points (eyes, nose, mouth corners), scaled to ``size``."""
-    centre = points5.mean(axis=0)
-    eyes = points5[:2].mean(axis=0)
-    mouth = points5[3:].mean(axis=0)
-    half = 1.7 * max(np.linalg.norm(points5[0] - points5[1]), np.linalg.norm(mouth - eyes))
-    box = (centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half)
-    return image.convert("RGB").resize((size, size), Image.BILINEAR, box=tuple(float(v) for v in box))
 
 
 def _paste_occluder(render: np.ndarray, occluder: Image.Image, eyes_y: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,14 +64,16 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
     if points is None:
         raise ValueError("a 5-point detection file is needed with --image (x y per line: eyes, nose, mouth corners)")
     pts = read_five_points(points)
-    face = crop_face(Image.fromarray(read_image(image)), pts)  # ImageReadError naming a missing or corrupt photo
-    target = np.asarray(face, dtype=np.float32) / 255.0
+    # the one photo -> aligned face path (ImageReadError naming a missing or corrupt photo)
+    face = prepare_face(read_image(image), SIZE, five=pts, redetect=False)
+    target = face.crop.astype(np.float32) / 255.0
 
     dy, dx = SHIFT  # shift with edge replication (no wrap-around seam)
     padded = np.pad(target, ((abs(dy), abs(dy)), (abs(dx), abs(dx)), (0, 0)), mode="edge")
     shifted = padded[abs(dy) - dy:abs(dy) - dy + SIZE, abs(dx) - dx:abs(dx) - dx + SIZE]
     occluder = Image.open(assets.shared_dir() / "assets" / "occluders" / OCCLUDER)
-    render, alpha = _paste_occluder(shifted, occluder, eyes_y=int(0.42 * SIZE))
+    eyes_y = int(round(TEMPLATE_224[:2, 1].mean() * SIZE / 224))  # where the alignment puts the eyes
+    render, alpha = _paste_occluder(shifted, occluder, eyes_y=eyes_y)
 
     to_t = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None]  # noqa: E731
     t, r = to_t(target), to_t(render)

@@ -136,27 +136,52 @@ def read_landmark_table(path: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
-def read_meta(root: str | Path) -> list[dict]:
-    """The ``meta.jsonl`` records of a dataset folder (DatasetError naming the file and line when corrupt)."""
+#: Keys every ``meta.jsonl`` record of a dataset written by ``occrecon data synth`` holds.
+META_KEYS = ("id", "kind", "occluded")
+
+
+def read_meta(root: str | Path, required: Sequence[str] = META_KEYS, name: str = "root") -> list[dict]:
+    """The ``meta.jsonl`` records of a dataset folder, in file order: the one reader of the format (training,
+    ``occrecon evaluate``). Each record must be a JSON object with the ``required`` keys, a boolean ``occluded`` when
+    it has one, and an ``id`` no other record has.
+
+    Args:
+        root: the dataset folder.
+        required: keys every record must have (an evaluation set needs only ``id`` and ``occluded``).
+        name: the argument or flag ``root`` came from, for the messages.
+
+    Raises:
+        FileNotFoundError: no folder, or no ``meta.jsonl`` in it.
+        DatasetError: a record that is not JSON, lacks a key, has a non-boolean ``occluded`` or a repeated id, or
+            no record at all (each naming the file and line).
+    """
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"root: dataset folder {root} does not exist")
+        raise FileNotFoundError(f"{name}: dataset folder {root} does not exist")
     path = root / "meta.jsonl"
     if not path.is_file():
-        raise FileNotFoundError(f"root: {root} has no meta.jsonl (not a dataset folder)")
-    out = []
+        raise FileNotFoundError(f"{name}: {root} has no meta.jsonl (not a dataset folder)")
+    out, seen = [], set()
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
             continue
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}:{n}: corrupt JSON record ({e.msg})") from None
-        if not isinstance(rec, dict) or not {"id", "kind", "occluded"} <= rec.keys():
-            raise DatasetError(f"{path}:{n}: record must have id, kind and occluded")
+            raise DatasetError(f"{path}:{n}: corrupt JSON record (not valid JSON: {e.msg})") from None
+        missing = [k for k in required if not isinstance(rec, dict) or k not in rec]
+        if missing:
+            raise DatasetError(f"{path}:{n}: record needs the keys {', '.join(repr(k) for k in required)} "
+                               f"(missing {', '.join(repr(k) for k in missing)})")
+        if "occluded" in rec and not isinstance(rec["occluded"], bool):
+            raise DatasetError(f"{path}:{n}: 'occluded' must be true or false, got {rec['occluded']!r}")
+        rec["id"] = str(rec["id"])
+        if rec["id"] in seen:
+            raise DatasetError(f"{path}:{n}: id {rec['id']!r} repeats")
+        seen.add(rec["id"])
         out.append(rec)
     if not out:
-        raise DatasetError(f"{path}: no records")
+        raise DatasetError(f"{path}: lists no samples")
     return out
 
 

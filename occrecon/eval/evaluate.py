@@ -25,7 +25,6 @@ images the metrics vary far more (F1 ± 0.2) than between methods on one image, 
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ import torch
 
 from .metrics import (DEFAULT_THRESHOLD, LOWER_IS_BETTER, PairedDifference, Summary, paired_difference,
                       reconstruction_errors, segmentation_metrics, summarise)
+from ..data.dataset import image_relpath, mask_relpath, read_meta
 from .table import format_table
 
 __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
@@ -86,34 +86,13 @@ def read_eval_dataset(root: str | Path, ids: Sequence[str] | None = None) -> lis
     """
     root = Path(root)
     meta = root / "meta.jsonl"
-    if not root.is_dir():
-        raise FileNotFoundError(f"data: {root} is not a folder")
-    if not meta.is_file():
-        raise FileNotFoundError(f"data: {meta} is missing (one JSON object per sample with 'id' and 'occluded')")
-    samples, seen = [], set()
-    for lineno, line in enumerate(meta.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{meta}:{lineno}: not valid JSON ({exc})") from None
-        if not isinstance(rec, dict) or "id" not in rec or "occluded" not in rec:
-            raise ValueError(f"{meta}:{lineno}: needs keys 'id' and 'occluded'")
-        if not isinstance(rec["occluded"], bool):
-            raise ValueError(f"{meta}:{lineno}: 'occluded' must be true or false, got {rec['occluded']!r}")
-        sid = str(rec["id"])
-        if sid in seen:
-            raise ValueError(f"{meta}:{lineno}: id {sid!r} repeats")
-        seen.add(sid)
-        image = root / "images" / f"{sid}.png"
-        mask = root / "masks" / f"{sid}_visible_skin_mask.png"
+    samples = []
+    for rec in read_meta(root, required=("id", "occluded"), name="data"):  # the dataset format's one reader
+        image, mask = root / image_relpath(rec["id"]), root / mask_relpath(rec["id"])
         for p in (image, mask):
             if not p.is_file():
-                raise FileNotFoundError(f"{meta}:{lineno}: {p} is missing")
-        samples.append(EvalSample(sid, image, mask, rec["occluded"]))
-    if not samples:
-        raise ValueError(f"data: {meta} lists no samples")
+                raise FileNotFoundError(f"{meta}: sample {rec['id']!r}: {p} is missing")
+        samples.append(EvalSample(rec["id"], image, mask, rec["occluded"]))
     if ids is None:
         return samples
     by_id = {s.id: s for s in samples}
