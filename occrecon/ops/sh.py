@@ -58,7 +58,7 @@ def sh_shade(normals: torch.Tensor, albedo: torch.Tensor, gamma: torch.Tensor) -
     """Lambertian shading under 9-coefficient (band <= 2) spherical-harmonics lighting, per colour channel.
 
     ``out[b, ..., c] = albedo[b, ..., c] * sum_k gamma[b, k, c] * Y_k(normals[b, ...])`` with Deep3D's basis
-    (constants folded in, order and signs of ``compute_color``; see the README table and ``csrc/common/sh.h``).
+    (constants folded in, order and signs of ``compute_color``; see the table in docs/rendering.md and ``csrc/common/sh.h``).
 
     Args:
         normals: ``(B, ..., 3)`` float32/float64 normals, e.g. per vertex ``(B, V, 3)`` or per pixel
