@@ -696,3 +696,47 @@ def test_synth_with_a_learned_model_end_to_end(ict, tmp_path, capsys):
     auto = generate_dataset(tmp_path / "auto", 1, 0, seed=3, model_path=path, progress=False)["root"]
     assert "appearance: learned (auto)\n" in (auto / "README.txt").read_text()
     np.testing.assert_array_equal(np.load(auto / "theta.npy")[0], theta[0])
+
+
+@pytest.mark.skipif(assets.shared_dir(required=False) is None
+                    or not (assets.shared_dir() / "assets/faces/train/meta.jsonl").is_file(),
+                    reason="no real-face folder")
+def test_data_synth_from_the_face_folder_writes_an_identity_disjoint_split(tmp_path):
+    """--faces: training samples from licensed faces of the training identities only, held-out samples from the
+    held-out identities (the evaluate-fit split), the split written into meta.jsonl and honoured by split_ids and
+    the trainer's dataset, every sample's source recorded."""
+    from occrecon.cli import main
+    from occrecon.data.faces import identity_split, read_face_folder
+    from occrecon.data.dataset import split_ids
+    from occrecon.train.data import build_dataset
+
+    out = tmp_path / "ds"
+    assert main(["data", "synth", "--out", str(out), "--real", "5", "--held-out-real", "3", "--faces",
+                 "--workers", "1", "--seed", "3"]) == 0
+    meta = read_meta(out)
+    records = {r.id: r for r in read_face_folder(None)}
+    train_recs, held_recs = identity_split(list(records.values()), 0.2, 0)
+    train_idents = {f"face:{r.identity}" for r in train_recs}
+    held_idents = {f"face:{r.identity}" for r in held_recs}
+    train = [r for r in meta if r["split"] == "train"]
+    held = [r for r in meta if r["split"] == "held_out"]
+    assert len(train) == 5 and len(held) == 3
+    for r in train:
+        face = records[r["source"].split()[0]]
+        assert r["identity"] in train_idents and face.image_rights == "licensed" and r["identity"] == f"face:{face.identity}"
+    assert {r["identity"] for r in held} <= held_idents
+    assert split_ids(out, 0.0, 0) == (sorted(r["id"] for r in train), sorted(r["id"] for r in held))
+    assert len(build_dataset([str(out)], augment=False)) == 5  # held-out samples are never trained on
+    readme = (out / "README.txt").read_text()
+    assert "identity_split(held_out=0.2, seed=0)" in readme and "training face licences" in readme
+    # deterministic: the same seed gives the same bytes
+    again = tmp_path / "again"
+    assert main(["data", "synth", "--out", str(again), "--real", "5", "--held-out-real", "3", "--faces",
+                 "--workers", "1", "--seed", "3"]) == 0
+    assert (again / "meta.jsonl").read_bytes() == (out / "meta.jsonl").read_bytes()
+    assert (again / "images/real_000004.png").read_bytes() == (out / "images/real_000004.png").read_bytes()
+
+
+def test_held_out_samples_need_a_face_folder(tmp_path):
+    with pytest.raises(ValueError, match="n_held_out"):
+        generate_dataset(tmp_path / "x", 0, 0, n_held_out=2)

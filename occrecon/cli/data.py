@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data import landmarks_cmd
 from ..data.align import TEMPLATE_SIZE
+from ..data.faces import LICENCE_FILTERS
 from ..data.generate import generate_dataset
 from ..data.landmarks_cmd import make_detector, run_landmarks
 from ..device import check_device
@@ -56,7 +57,8 @@ def _synth_command(args: argparse.Namespace) -> int:
         res = generate_dataset(args.out, args.synthetic, args.real, seed=args.seed, model_path=args.model,
                                permissive_only=args.permissive_only, occluded_fraction=args.occluded_fraction,
                                max_occluders=args.max_occluders, workers=args.workers, overwrite=args.overwrite,
-                               appearance=args.appearance)
+                               appearance=args.appearance, faces=args.faces, licence=args.licence,
+                               n_held_out=args.held_out_real)
     except (ValueError, FileNotFoundError) as e:
         print(f"occrecon data synth: error: {e}", file=sys.stderr)
         return 2
@@ -84,6 +86,14 @@ def add_synth_parser(data_subparsers) -> argparse.ArgumentParser:
                    help="albedo and light of the synthetic faces: learned (the model's learned albedo and "
                         "illumination prior), legacy (generic prior, random skin tone, hand-set light ranges) or "
                         "auto (default: learned when the model has both)")
+    p.add_argument("--faces", nargs="?", const=True, metavar="FOLDER",
+                   help="real faces from a real-face folder (default with the flag alone: shared/assets/faces/train) "
+                        "instead of the development photos: its training identities, split as evaluate-fit splits")
+    p.add_argument("--licence", choices=LICENCE_FILTERS, default="licensed",
+                   help="with --faces: which training faces may be used (default licensed: the only ones a shipped "
+                        "model may learn from; 'all' is for experiments)")
+    p.add_argument("--held-out-real", type=int, default=0, metavar="N",
+                   help="with --faces: also N samples of the held-out identities (split: held_out; never trained on)")
     p.add_argument("--workers", type=int, default=2, metavar="W", help="processes (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already in --out")
     p.set_defaults(func=_synth_command)

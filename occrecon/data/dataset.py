@@ -96,7 +96,8 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
               "landmarks.csv: images/<id>.png,x1,y1,...,x68,y68 in crop pixels (pixel centre at +0.5); NaN where the",
               "face model has no landmark vertex (SFM: jaw contour except the chin, inner mouth corners).",
               "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed,",
-              "index.",
+              "index; faces of a face folder also split (train | held_out: the identity split, held-out samples are",
+              "never trained on) and source (face id, licence, repository).",
               "theta.npy (+ theta_ids.json): ground-truth parameters of the synthetic samples in the model's layout.",
               "", "library cut-outs used (file: licence):"]
     lines += [f"  {name[len('cutout:'):]}: {lic}" for name, lic in licences] or ["  none"]
@@ -303,19 +304,23 @@ class FaceDataset(torch.utils.data.Dataset):
 def split_ids(root: str | Path, held_out: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
     """Split a dataset into (train, held-out) id lists, grouped by identity: every sample of a held-out identity
     is held out (real faces: all augmented copies of one photo go to one side; synthetic faces are each their own
-    identity). A fraction ``held_out`` of the real identities (at least one when there are two or more) and of the
-    synthetic samples is held out, chosen with ``seed``. Both lists are sorted."""
+    identity). Samples whose record carries a ``split`` (real faces of a face folder, split by
+    :func:`occrecon.data.faces.identity_split` when the dataset was written) keep it, whatever ``held_out`` says.
+    Of the others, a fraction ``held_out`` of the real identities (at least one when there are two or more) and of
+    the synthetic samples is held out, chosen with ``seed``. Both lists are sorted."""
     if not 0.0 <= held_out < 1.0:
         raise ValueError(f"held_out must be in [0, 1), got {held_out}")
     meta = read_meta(root)
+    fixed = {r["id"]: r["split"] for r in meta if r.get("split") in ("train", "held_out")}
+    free = [r for r in meta if r["id"] not in fixed]
     rng = np.random.default_rng(seed)
     test: set[str] = set()
     for kind in ("synthetic", "real"):
-        idents = sorted({r.get("identity", r["id"]) for r in meta if r["kind"] == kind})
+        idents = sorted({r.get("identity", r["id"]) for r in free if r["kind"] == kind})
         k = int(round(held_out * len(idents)))
         if kind == "real" and held_out > 0 and len(idents) >= 2:
             k = max(k, 1)
         test |= {idents[i] for i in rng.permutation(len(idents))[:k]}
-    train = sorted(r["id"] for r in meta if r.get("identity", r["id"]) not in test)
-    held = sorted(r["id"] for r in meta if r.get("identity", r["id"]) in test)
-    return train, held
+    held = {r["id"] for r in free if r.get("identity", r["id"]) in test}
+    held |= {i for i, split in fixed.items() if split == "held_out"}
+    return sorted(r["id"] for r in meta if r["id"] not in held), sorted(held)

@@ -40,15 +40,23 @@ def _make(task: tuple[str, int]) -> dict:
 
     kind, index = task
     gen = _WORKER["gen"]
-    sample = gen.synthetic(index) if kind == "synthetic" else gen.real(index)
+    sample = {"synthetic": gen.synthetic, "real": gen.real, "held_out": gen.held_out}[kind](index)
     return write_sample_files(_WORKER["root"], sample)
 
 
 def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int = 0,
                      model_path: str | Path | None = None, permissive_only: bool = False,
                      occluded_fraction: float = 0.75, max_occluders: int = 3, workers: int = 1,
-                     overwrite: bool = False, progress: bool = True, appearance: str = "auto") -> dict:
+                     overwrite: bool = False, progress: bool = True, appearance: str = "auto",
+                     faces: str | Path | bool | None = None, licence: str = "licensed", n_held_out: int = 0) -> dict:
     """Write ``n_synthetic`` synthetic and ``n_real`` real occlusion samples into the folder ``out``.
+
+    Real faces: the development photos (default), or with ``faces`` (a real-face folder, ``True`` for
+    ``shared/assets/faces/train``) the faces of its training identities whose licence passes ``licence``
+    (:func:`occrecon.data.synth.load_face_folder`; ``licensed`` is what a shipped model may learn from), plus
+    ``n_held_out`` samples of its held-out identities (every licence; ``split: held_out`` in ``meta.jsonl``, never
+    trained on). The identity split is the fitting engine's evaluation split; ``README.txt`` records the faces,
+    their licences and the split.
 
     ``appearance``: albedo and light of the synthetic faces, ``"auto"``, ``"learned"`` or ``"legacy"``
     (:func:`occrecon.data.synth.resolve_appearance`); the one used is recorded in ``README.txt``.
@@ -64,7 +72,11 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
 
     if n_synthetic < 0 or n_real < 0:
         raise ValueError(f"n_synthetic and n_real must be >= 0, got {n_synthetic}, {n_real}")
-    if n_synthetic + n_real == 0:
+    if n_held_out < 0:
+        raise ValueError(f"n_held_out must be >= 0, got {n_held_out}")
+    if n_held_out and not faces:
+        raise ValueError("n_held_out: held-out samples need a face folder (faces=)")
+    if n_synthetic + n_real + n_held_out == 0:
         raise ValueError("n_synthetic, n_real: nothing to generate (both are 0)")
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -87,9 +99,23 @@ def generate_dataset(out: str | Path, n_synthetic: int, n_real: int, seed: int =
         shutil.rmtree(root / n) if (root / n).is_dir() else (root / n).unlink()
     root.mkdir(parents=True, exist_ok=True)
     kwargs = {"seed": seed, "config": config, "model_path": model_path, "permissive_only": permissive_only}
-    if n_real:
+    if faces and (n_real or n_held_out):
+        from .faces import HELD_OUT, SPLIT_SEED
+        from .synth import load_face_folder
+
+        folder = None if faces is True else faces
+        train_faces, held_faces = load_face_folder(folder, config.size, licence=licence)
+        kwargs["real_faces"], kwargs["held_out_faces"] = train_faces, held_faces
+        info.update({"real faces": f"{folder or 'shared/assets/faces/train'} (licence filter {licence!r} for "
+                                   f"training; held-out identities of every licence for evaluation)",
+                     "identity split": f"occrecon.data.faces.identity_split(held_out={HELD_OUT}, seed={SPLIT_SEED})",
+                     "training faces": len(train_faces), "held-out faces": len(held_faces)})
+        licences = sorted({f.source.split(" ", 2)[1] + " (" + f.source.split(" ", 2)[2] + ")" for f in train_faces})
+        info["training face licences"] = "; ".join(licences)
+    elif n_real:
         kwargs["real_faces"] = load_real_faces(config.size)
-    tasks = [("synthetic", i) for i in range(n_synthetic)] + [("real", i) for i in range(n_real)]
+    tasks = ([("synthetic", i) for i in range(n_synthetic)] + [("real", i) for i in range(n_real)]
+             + [("held_out", i) for i in range(n_held_out)])
     t0 = time.perf_counter()
     records = []
     bar = tqdm(total=len(tasks), desc="occrecon data synth", unit="sample", disable=not progress)

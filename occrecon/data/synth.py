@@ -41,7 +41,7 @@ from .align import transform_points, warp_affine
 from .warp import similarity_matrix
 
 __all__ = ["SynthConfig", "Sample", "RealFace", "SampleGenerator", "random_theta", "resolve_appearance",
-           "synth_model_path", "random_background", "real_face_region", "labelled_region", "load_real_faces",
+           "synth_model_path", "random_background", "real_face_region", "labelled_region", "load_real_faces", "load_face_folder",
            "image_sources", "occlude", "apply_occluders", "BROW_RAISE", "OCCLUDED_MIN_FRACTION", "SYNTHETIC_STREAM", "REAL_STREAM",
            "SKIMAGE_SOURCES", "APPEARANCES", "TEX_STD", "LIGHT_DRAWS"]
 
@@ -50,7 +50,7 @@ BROW_RAISE = 0.12
 #: A sample counts as ``occluded`` when at least this fraction of its face region is covered (alpha ≥ 0.5).
 OCCLUDED_MIN_FRACTION = 0.01
 #: Random-stream ids: sample ``i`` of a kind uses ``np.random.default_rng([seed, stream, i])``.
-SYNTHETIC_STREAM, REAL_STREAM = 0, 1
+SYNTHETIC_STREAM, REAL_STREAM, HELD_OUT_STREAM = 0, 1, 2
 #: ``SynthConfig.appearance`` values: ``auto`` is ``learned`` for a model with a learned albedo and an illumination
 #: prior, else ``legacy`` (see :func:`random_theta`).
 APPEARANCES = ("auto", "learned", "legacy")
@@ -117,21 +117,32 @@ class Sample:
     seed: int
     index: int
     identity: str
+    split: str | None = None  # "train" / "held_out" for faces of a face folder (identity split), else None
+    source: str | None = None  # a real face's provenance (face folder: "<id> <licence> <source>")
 
     def meta(self) -> dict:
         """The ``meta.jsonl`` record (JSON-serialisable)."""
         covered = float((self.region * (self.occluder_alpha >= 0.5)).sum() / max(self.region.sum(), 1.0))
-        return {"id": self.id, "kind": self.kind, "identity": self.identity, "occluded": bool(self.occluded),
-                "occluded_fraction": round(covered, 6), "occluders": self.occluders, "seed": int(self.seed),
-                "index": int(self.index)}
+        rec = {"id": self.id, "kind": self.kind, "identity": self.identity, "occluded": bool(self.occluded),
+               "occluded_fraction": round(covered, 6), "occluders": self.occluders, "seed": int(self.seed),
+               "index": int(self.index)}
+        if self.split is not None:
+            rec["split"] = self.split
+        if self.source is not None:
+            rec["source"] = self.source
+        return rec
 
 
 @dataclass
 class RealFace:
-    """An aligned real face: ``name``, ``image uint8 (S, S, 3)``, dlib's ``landmarks (68, 2) float32``."""
+    """An aligned real face: ``name``, ``image uint8 (S, S, 3)``, dlib's ``landmarks (68, 2) float32``; from a face
+    folder also its ``identity`` (``"face:<cluster>"``), ``split`` and ``source`` (id, licence, repository)."""
     name: str
     image: np.ndarray
     landmarks: np.ndarray
+    identity: str | None = None
+    split: str | None = None
+    source: str | None = None
 
 
 _TONE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -310,6 +321,44 @@ def labelled_region(region: np.ndarray, alpha: np.ndarray | None = None) -> np.n
     return known.astype(np.float32)
 
 
+def load_face_folder(root: str | Path | None = None, size: int = 224, *, licence: str = "licensed",
+                     held_out: float | None = None, split_seed: int | None = None,
+                     held_out_licence: str = "all") -> tuple[list[RealFace], list[RealFace]]:
+    """The faces of a real-face folder (the layout of ``shared/assets/faces/train``, :mod:`occrecon.data.faces`),
+    aligned to ``size``² through the one photo → aligned face path (:func:`occrecon.data.prepare.prepare_face`,
+    with the folder's dlib landmarks), split by identity (:func:`occrecon.data.faces.identity_split`, the split the
+    fitting engine's evaluation holds out): ``(training faces whose licence passes licence, held-out faces whose
+    licence passes held_out_licence)``. Faces flagged ``possibly_occluded`` (real masks: unknown truth) are left
+    out. ValueError when no training face passes the filter; faces that cannot be aligned are reported with a
+    warning."""
+    from .faces import HELD_OUT, SPLIT_SEED, identity_split, licence_filter, read_face_folder
+    from .io import read_image
+    from .prepare import prepare_face
+
+    train, held = identity_split(read_face_folder(root), HELD_OUT if held_out is None else held_out,
+                                 SPLIT_SEED if split_seed is None else split_seed)  # over every face, as evaluate-fit
+    usable = [[r for r in recs if "possibly_occluded" not in r.flags] for recs in (train, held)]
+    train, held = licence_filter(usable[0], licence), licence_filter(usable[1], held_out_licence)
+    if not train:
+        raise ValueError(f"licence: no training face of {root or 'the shared face folder'} passes the filter "
+                         f"{licence!r}")
+    out: dict[str, list[RealFace]] = {"train": [], "held_out": []}
+    bad = []
+    for split, recs in (("train", train), ("held_out", held)):
+        for r in recs:
+            try:
+                face = prepare_face(read_image(r.path), size, landmarks=r.landmarks)
+            except ValueError as e:
+                bad.append(f"{r.id} ({e})")
+                continue
+            out[split].append(RealFace(r.id, face.crop, face.landmarks, f"face:{r.identity}", split,
+                                       f"{r.id} {r.licence} {r.source}"))
+    if bad:
+        warnings.warn(f"load_face_folder: {len(bad)} face(s) could not be aligned and are left out: "
+                      + ", ".join(bad[:5]))
+    return out["train"], out["held_out"]
+
+
 def image_sources(include_dev_faces: bool = True) -> list[ImageSource]:
     """Images for backgrounds and cut-outs: scikit-image's bundled sample images whose docstrings state public
     domain or CC0 (:data:`SKIMAGE_SOURCES`), plus the development face photos (licence unknown: left out when
@@ -416,12 +465,15 @@ class SampleGenerator:
         permissive_only: use only permissively licensed library cut-outs and image sources (no development
             photos as backgrounds or cut-outs).
         occluder_root: the cut-out library folder (default ``shared/assets/occluders``).
-        real_faces: pre-computed :func:`load_real_faces` output (computed on first use otherwise).
+        real_faces: pre-computed :func:`load_real_faces` (or :func:`load_face_folder` training) faces; computed
+            on first use otherwise.
+        held_out_faces: the faces of :meth:`held_out` (:func:`load_face_folder`'s held-out faces), or None.
     """
 
     def __init__(self, seed: int = 0, config: SynthConfig | None = None, model_path: str | Path | None = None,
                  permissive_only: bool = False, occluder_root: str | Path | None = None,
-                 real_faces: list[RealFace] | None = None, sources: list[ImageSource] | None = None):
+                 real_faces: list[RealFace] | None = None, sources: list[ImageSource] | None = None,
+                 held_out_faces: list[RealFace] | None = None):
         self.seed = int(seed)
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -431,6 +483,7 @@ class SampleGenerator:
         self.library = OccluderLibrary(occluder_root, permissive_only=permissive_only)
         self.sources = image_sources(include_dev_faces=not permissive_only) if sources is None else sources
         self._real = real_faces
+        self.held_out_faces = held_out_faces
         self._renderer = None
 
     @property
@@ -482,8 +535,18 @@ class SampleGenerator:
 
     def real(self, index: int) -> Sample:
         """Real sample ``index`` (id ``real_<index:06d>``): augmented copy of face ``index mod n_faces``."""
-        rng = self._rng(REAL_STREAM, index)
-        faces = self.real_faces
+        return self._real_sample(self.real_faces, REAL_STREAM, index, "real")
+
+    def held_out(self, index: int) -> Sample:
+        """Held-out real sample ``index`` (id ``heldout_<index:06d>``, ``split`` ``held_out``): augmented copy of
+        held-out face ``index mod n``; never trained on (:func:`occrecon.data.dataset.split_ids`)."""
+        if not self.held_out_faces:
+            raise ValueError("held_out_faces: this generator has no held-out faces (load_face_folder)")
+        return self._real_sample(self.held_out_faces, HELD_OUT_STREAM, index, "heldout", "held_out")
+
+    def _real_sample(self, faces: list[RealFace], stream: int, index: int, prefix: str,
+                     split: str | None = None) -> Sample:
+        rng = self._rng(stream, index)
         face = faces[index % len(faces)]
         s = self.config.size
         flip = bool(rng.random() < 0.5)
@@ -500,5 +563,5 @@ class SampleGenerator:
         region = real_face_region(lms, (s, s))
         img8, alpha, mask, records, occluded = occlude(rng, image, region, lms, self.config, self.library,
                                                         self.sources)
-        return Sample(f"real_{index:06d}", "real", img8, lms, mask, region, alpha, records, occluded, None,
-                      self.seed, index, face.name)
+        return Sample(f"{prefix}_{index:06d}", "real", img8, lms, mask, region, alpha, records, occluded, None,
+                      self.seed, index, face.identity or face.name, split or face.split, face.source)

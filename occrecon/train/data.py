@@ -65,8 +65,8 @@ class StepSampler(Sampler[int]):
 def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, split_seed: int = 0,
                   cache: bool = False) -> Dataset:
     """``FaceDataset`` of each folder (``shared:`` prefixes resolved), concatenated when there are several;
-    with ``held_out`` > 0 only the training part of ``split_ids(folder, held_out, split_seed)``; ``cache``: keep
-    decoded samples in memory."""
+    only the training part of ``split_ids(folder, held_out, split_seed)`` (the samples a folder marks held out
+    are never trained on, whatever ``held_out``); ``cache``: keep decoded samples in memory."""
     from ..data.dataset import FaceDataset, split_ids
     from .config import resolve_path
 
@@ -77,7 +77,8 @@ def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, 
         path = resolve_path(f)
         if not path.is_dir():
             raise FileNotFoundError(f"data.train: no dataset folder {path}")
-        ids = split_ids(path, held_out, split_seed)[0] if held_out > 0 else None
+        train_ids, held = split_ids(path, held_out, split_seed)  # a split written into the folder always holds
+        ids = train_ids if held_out > 0 or held else None
         sets.append(FaceDataset(path, augment=augment, ids=ids, cache=cache))
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
