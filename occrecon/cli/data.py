@@ -21,6 +21,35 @@ def register(sub) -> None:
     data_sub = p.add_subparsers(dest="data_command", required=True)
     add_landmarks_parser(data_sub)
     add_synth_parser(data_sub)
+    add_fit_parser(data_sub)
+
+
+def _fit_command(args: argparse.Namespace) -> int:
+    from ..fit.dataset import fit_dataset
+
+    res = fit_dataset(args.dataset, args.model, preset=args.preset, batch_size=args.batch_size,
+                      overwrite=args.overwrite, progress=sys.stderr.isatty())
+    print(f"fitted {res['fitted']} samples ({res['resumed']} chunks already done) of {res['samples']} in "
+          f"{res['seconds']:.0f} s; wrote {res['root']}/theta.npy, loss.npy, converged.npy, diverged.npy, masks/")
+    return 0
+
+
+def add_fit_parser(data_subparsers) -> argparse.ArgumentParser:
+    """``occrecon data fit``."""
+    from ..fit import FIT_PRESETS
+    from ..fit import dataset as fit_dataset_module
+
+    p = data_subparsers.add_parser("fit", help="fit every sample of a dataset with the fitting engine: the teacher "
+                                                "of training (DATASET/fit/)",
+                                   description=fit_dataset_module.__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("dataset", help="dataset folder (occrecon data synth)")
+    p.add_argument("--model", help="face model (default: the shipped model; must be the encoder's)")
+    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="fast", help="fit preset (default fast)")
+    p.add_argument("--batch-size", type=int, default=16, help="samples per fit and per resumable chunk (default 16)")
+    p.add_argument("--overwrite", action="store_true", help="discard a fit/ folder made with other settings")
+    p.set_defaults(func=_fit_command)
+    return p
 
 
 def _landmarks_command(args: argparse.Namespace) -> int:
