@@ -239,7 +239,7 @@ class FaceDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str | Path, augment: bool = False, ids: Sequence[str] | None = None,
-                 cache: bool = False):
+                 cache: bool = False, teacher: bool = False):
         self.root = Path(root)
         meta = read_meta(self.root)
         by_id = {r["id"]: r for r in meta}
@@ -261,6 +261,12 @@ class FaceDataset(torch.utils.data.Dataset):
             self.landmarks.append(np.asarray(table[key], np.float32))
         self.augment = bool(augment)
         self.cache = bool(cache)
+        self.teacher = None
+        if teacher:  # the fitting engine's θ* of every sample (occrecon data fit), NaN where a sample has none
+            fit = read_fit(self.root)
+            row = {sid: i for i, sid in enumerate(fit["ids"])}
+            nan = np.full(fit["theta"].shape[1], np.nan, np.float32)
+            self.teacher = [fit["theta"][row[r["id"]]] if r["id"] in row else nan for r in meta]
         self._cached: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
@@ -291,14 +297,19 @@ class FaceDataset(torch.utils.data.Dataset):
                 self._cached[index] = (raw, mask.copy())
         image = raw.astype(np.float32) / 255.0
         lms = self.landmarks[index]
+        m, flip = np.eye(2, 3), False
         if self.augment:
             rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, ()).item()))
             m, flip = random_augmentation(rng, image.shape[1])
             image, mask, lms = augment(image, mask, lms, m, flip)
-        return {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))),
                 "landmarks": torch.from_numpy(np.ascontiguousarray(lms)),
                 "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
-                "occluded": torch.tensor(bool(rec["occluded"])), "index": torch.tensor(index), "id": rec["id"]}
+                "occluded": torch.tensor(bool(rec["occluded"])), "index": torch.tensor(index), "id": rec["id"],
+                "affine": torch.from_numpy(np.asarray(m, np.float32)), "flip": torch.tensor(bool(flip))}
+        if self.teacher is not None:
+            item["teacher_theta"] = torch.from_numpy(np.asarray(self.teacher[index], np.float32))
+        return item
 
 
 def split_ids(root: str | Path, held_out: float = 0.2, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -324,3 +335,32 @@ def split_ids(root: str | Path, held_out: float = 0.2, seed: int = 0) -> tuple[l
     held = {r["id"] for r in free if r.get("identity", r["id"]) in test}
     held |= {i for i, split in fixed.items() if split == "held_out"}
     return sorted(r["id"] for r in meta if r["id"] not in held), sorted(held)
+
+
+# ---- the fitting-engine teacher of a dataset folder (written by occrecon.fit.dataset.fit_dataset) ------------
+#: ``fit/info.json``'s ``format``.
+FIT_FORMAT = "occrecon-fit-v1"
+
+
+class FitDatasetError(ValueError):
+    """A ``fit/`` folder that does not match the dataset or the settings, or is incomplete or damaged."""
+
+
+def read_fit(root: str | Path) -> dict:
+    """The teacher of a dataset folder: ``{"ids", "theta" (N, P) float32, "loss", "converged", "diverged",
+    "info"}`` from ``root/fit/`` (:func:`fit_dataset`). FileNotFoundError when there is none; FitDatasetError when
+    it is incomplete (a run was stopped: run ``occrecon data fit`` again to finish it) or inconsistent."""
+    out = Path(root) / "fit"
+    info_path = out / "info.json"
+    if not info_path.is_file():
+        raise FileNotFoundError(f"{root}: no fitting-engine teacher (run occrecon data fit {root})")
+    info = json.loads(info_path.read_text())
+    if info.get("format") != FIT_FORMAT:
+        raise FitDatasetError(f"{info_path}: format {info.get('format')!r}, expected {FIT_FORMAT!r}")
+    if not info.get("complete"):
+        raise FitDatasetError(f"{out}: incomplete (run occrecon data fit {root} again to finish it)")
+    arrays = {k: np.load(out / f"{k}.npy") for k in ("theta", "loss", "converged", "diverged")}
+    n = len(info["ids"])
+    if any(len(a) != n for a in arrays.values()):
+        raise FitDatasetError(f"{out}: the arrays do not have one row per id of info.json")
+    return {"ids": list(info["ids"]), **arrays, "info": info}

@@ -25,15 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-__all__ = ["FIT_FORMAT", "fit_dataset", "read_fit", "FitDatasetError"]
-
-#: ``info.json``'s ``format``.
-FIT_FORMAT = "occrecon-fit-v1"
-
-
-class FitDatasetError(ValueError):
-    """A ``fit/`` folder that does not match the dataset or the settings, or is incomplete or damaged."""
-
+from ..data.dataset import FIT_FORMAT, FitDatasetError, read_fit  # the format's reader lives with the dataset
+__all__ = ["FIT_FORMAT", "fit_dataset", "read_fit", "FitDatasetError"]  # noqa: F822
 
 def _atomic_write(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,23 +151,3 @@ def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_siz
     _atomic_write(info_path, lambda tmp: Path(tmp).write_text(json.dumps({**settings, "complete": True}) + "\n"))
     return {"root": out, "samples": len(order), "fitted": fitted, "resumed": resumed,
             "seconds": time.perf_counter() - t0}
-
-
-def read_fit(root: str | Path) -> dict:
-    """The teacher of a dataset folder: ``{"ids", "theta" (N, P) float32, "loss", "converged", "diverged",
-    "info"}`` from ``root/fit/`` (:func:`fit_dataset`). FileNotFoundError when there is none; FitDatasetError when
-    it is incomplete (a run was stopped: run ``occrecon data fit`` again to finish it) or inconsistent."""
-    out = Path(root) / "fit"
-    info_path = out / "info.json"
-    if not info_path.is_file():
-        raise FileNotFoundError(f"{root}: no fitting-engine teacher (run occrecon data fit {root})")
-    info = json.loads(info_path.read_text())
-    if info.get("format") != FIT_FORMAT:
-        raise FitDatasetError(f"{info_path}: format {info.get('format')!r}, expected {FIT_FORMAT!r}")
-    if not info.get("complete"):
-        raise FitDatasetError(f"{out}: incomplete (run occrecon data fit {root} again to finish it)")
-    arrays = {k: np.load(out / f"{k}.npy") for k in ("theta", "loss", "converged", "diverged")}
-    n = len(info["ids"])
-    if any(len(a) != n for a in arrays.values()):
-        raise FitDatasetError(f"{out}: the arrays do not have one row per id of info.json")
-    return {"ids": list(info["ids"]), **arrays, "info": info}

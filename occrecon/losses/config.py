@@ -72,6 +72,8 @@ class ReconstructionWeights(_Weights):
     area: float = 0.5  # h, L_img^in
     landmark: float = 0.01  # i, L_lm
     regulariser: float = 0.067  # j, L_reg
+    teacher_vertex: float = 0.0  # not in the paper: the fitting-engine teacher (losses.teacher_loss), optional
+    teacher_landmark: float = 0.0
 
     @classmethod
     def focus(cls) -> ReconstructionWeights:
@@ -86,12 +88,16 @@ class InitWeights(_Weights):
     The paper states no weights for this stage. ``paper()`` uses the paper's own reconstruction-step weights for
     the terms it shares with L_R (landmark i = 0.01, regulariser j = 0.067) and the authors' 2021 release for
     the others (likelihood 0.5, perceptual 0.25). ``focus()`` is the authors' code: 0.5 / 5e-4 / 0.1 / 0.25.
+    ``teacher_vertex`` / ``teacher_landmark`` weigh the fitting-engine teacher (every front-face vertex / the
+    landmark vertices, :func:`occrecon.losses.teacher_loss`); 0 (the paper) unless a config sets them.
     """
 
     likelihood: float = 0.5
     landmark: float = 0.01
     regulariser: float = 0.067
     perceptual: float = 0.25
+    teacher_vertex: float = 0.0  # the fitting-engine teacher (losses.teacher_loss; data.teacher), off by default
+    teacher_landmark: float = 0.0
 
     @classmethod
     def focus(cls) -> InitWeights:

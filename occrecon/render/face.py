@@ -92,6 +92,15 @@ class FaceRenderer(torch.nn.Module):
             self._topology = antialias_construct_topology_hash(self.tri)
         return self._topology
 
+    def camera_vertices(self, theta: torch.Tensor) -> torch.Tensor:
+        """``(B, V, 3)`` camera-space vertices of θ, as :meth:`forward` poses them, without rasterizing
+        (``camera.project`` of them gives the pixels)."""
+        theta = theta.to(self.model.mean.dtype)
+        parts = self.layout.split(theta)
+        verts, _ = self.model(parts["id"], parts["exp"], parts["tex"])
+        trans = parts["trans"] + theta.new_tensor([0.0, 0.0, -self.distance])
+        return self.camera.transform(verts, parts["angle"], trans)
+
     def forward(self, theta: torch.Tensor, background: torch.Tensor | None = None) -> FaceRender:
         """Args:
             theta: ``(B, layout.size)`` parameters (id, exp, tex, angle, gamma, trans).

@@ -81,6 +81,8 @@ class DataConfig:
         split_seed: seed of that split (evaluate the held-out part with the same fraction and seed).
         cache: keep the decoded images and masks in memory (``FaceDataset(cache=True)``, ~200 kB per sample and
             per loading process): worth it for small datasets on CPU, where decoding is ~10 % of a step.
+        teacher: give each sample the fitting engine's θ* (``occrecon data fit`` on every training folder; needed
+            by the ``teacher_vertex`` / ``teacher_landmark`` loss weights).
     """
 
     train: list[str] = field(default_factory=list)
@@ -90,6 +92,7 @@ class DataConfig:
     held_out: float = 0.0
     split_seed: int = 0
     cache: bool = False
+    teacher: bool = False
 
 
 @dataclass

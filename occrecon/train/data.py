@@ -63,10 +63,11 @@ class StepSampler(Sampler[int]):
 
 
 def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, split_seed: int = 0,
-                  cache: bool = False) -> Dataset:
+                  cache: bool = False, teacher: bool = False) -> Dataset:
     """``FaceDataset`` of each folder (``shared:`` prefixes resolved), concatenated when there are several;
     only the training part of ``split_ids(folder, held_out, split_seed)`` (the samples a folder marks held out
-    are never trained on, whatever ``held_out``); ``cache``: keep decoded samples in memory."""
+    are never trained on, whatever ``held_out``); ``cache``: keep decoded samples in memory; ``teacher``: each
+    sample's θ* from the folder's ``fit/`` (``occrecon data fit``)."""
     from ..data.dataset import FaceDataset, split_ids
     from .config import resolve_path
 
@@ -79,7 +80,7 @@ def build_dataset(folders: Sequence[str], augment: bool, held_out: float = 0.0, 
             raise FileNotFoundError(f"data.train: no dataset folder {path}")
         train_ids, held = split_ids(path, held_out, split_seed)  # a split written into the folder always holds
         ids = train_ids if held_out > 0 or held else None
-        sets.append(FaceDataset(path, augment=augment, ids=ids, cache=cache))
+        sets.append(FaceDataset(path, augment=augment, ids=ids, cache=cache, teacher=teacher))
     return sets[0] if len(sets) == 1 else ConcatDataset(sets)
 
 
@@ -103,12 +104,18 @@ class Batch:
         landmarks: ``(B, 68, 2)`` float32 pixel coordinates at size S (non-finite entries replaced by 0).
         landmark_valid: ``(B, 68)`` bool, False where the dataset gave no finite landmark.
         mask: ``(B, 1, S, S)`` ground-truth visible-face mask (for logging only; training never sees it).
+        affine, flip: the data augmentation of each sample, its affine rescaled to size S (the teacher's
+            vertices move with it, :func:`occrecon.losses.teacher_targets`); None when the dataset gives none.
+        teacher_theta: the fitting engine's θ* per sample (``data.teacher``), NaN rows where a sample has none.
     """
 
     image: torch.Tensor
     landmarks: torch.Tensor
     landmark_valid: torch.Tensor
     mask: torch.Tensor
+    affine: torch.Tensor | None = None  # (B, 2, 3) augmentation, un-augmented -> batch pixels (at size S)
+    flip: torch.Tensor | None = None  # (B,) bool: the augmentation mirrored the sample
+    teacher_theta: torch.Tensor | None = None  # (B, P) the fitting engine's θ* (NaN rows: no teacher)
 
 
 def prepare_batch(sample: dict[str, torch.Tensor], device: torch.device, image_size: int) -> Batch:
@@ -131,4 +138,11 @@ def prepare_batch(sample: dict[str, torch.Tensor], device: torch.device, image_s
         lms = lms * (image_size / size)
     valid = torch.isfinite(lms).all(-1)
     lms = torch.where(valid.unsqueeze(-1), lms, torch.zeros_like(lms))
-    return Batch(image.contiguous(), lms, valid, mask)
+    affine = flip = teacher = None
+    if "affine" in sample:
+        affine = sample["affine"].to(device=device, dtype=torch.float32).clone()
+        affine[:, :, 2] *= image_size / size  # the same map between pixel grids scaled by image_size / size
+        flip = sample["flip"].to(device=device).bool()
+    if "teacher_theta" in sample:
+        teacher = sample["teacher_theta"].to(device=device, dtype=torch.float32)
+    return Batch(image.contiguous(), lms, valid, mask, affine, flip, teacher)

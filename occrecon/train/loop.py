@@ -137,9 +137,15 @@ def build_loss_config(cfg: TrainConfig, perceptual: bool):
         base["reconstruction"]["perceptual"] = 0.0
         base["init"]["perceptual"] = 0.0
     try:
-        return LossConfig.from_dict(base)
+        out = LossConfig.from_dict(base)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"losses.overrides: {e}") from None
+    teacher = [f"{g}.{k}" for g in ("init", "reconstruction") for k in ("teacher_vertex", "teacher_landmark")
+               if getattr(getattr(out, g), k)]
+    if teacher and not cfg.data.teacher:
+        raise ConfigError(f"losses.overrides: {', '.join(teacher)} weigh the fitting-engine teacher, which needs "
+                          f"data.teacher: true (and occrecon data fit on every training folder)")
+    return out
 
 
 class Trainer:
@@ -200,7 +206,7 @@ class Trainer:
         if dataset is None:
             with _config_errors("data.train"):
                 dataset = build_dataset(cfg.data.train, cfg.data.augment, cfg.data.held_out, cfg.data.split_seed,
-                                        cfg.data.cache)
+                                        cfg.data.cache, cfg.data.teacher)
         self.dataset = dataset
         self._wrap_ddp()
 

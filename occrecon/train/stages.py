@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from ..losses import init_loss, pseudo_mask, reconstruction_loss, segmentation_loss
+from ..losses import init_loss, pseudo_mask, reconstruction_loss, segmentation_loss, teacher_loss, teacher_targets
 from ..nets.unet import face_mask
 from .data import Batch
 
@@ -120,13 +120,70 @@ def region_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor, region: t
     return (per_pixel * region).sum() / region.sum().clamp_min(1.0)
 
 
+_TEACHER_CACHE: dict = {}
+
+
+def _teacher_weights(renderer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(front-face vertex weights, landmark-vertex weights, left-right vertex map)`` of the renderer's model,
+    computed once per model and device."""
+    model = renderer.model
+    key = (id(model), str(model.mean.device))
+    if key not in _TEACHER_CACHE:
+        from ..morphable.appearance import mirror_map
+
+        v = model.n_vertices
+        front = model.front_face.to(model.mean.dtype) if model.front_face is not None else torch.ones(v)
+        lm = torch.zeros(v, dtype=model.mean.dtype, device=model.mean.device)
+        lm[model.landmarks[model.landmarks >= 0].long()] = 1.0
+        mirror = torch.from_numpy(mirror_map(model.mean.detach().cpu().numpy())[0]).to(model.mean.device)
+        _TEACHER_CACHE[key] = (front.to(model.mean.device), lm, mirror)
+    return _TEACHER_CACHE[key]
+
+
+def teacher_terms(nets: Nets, batch: Batch, v_cam: torch.Tensor, weights: Any) -> dict[str, torch.Tensor]:
+    """The fitting-engine teacher terms of one step (``weights.teacher_vertex`` / ``teacher_landmark``; none when
+    both are 0): the encoder's projected vertices ``v_cam`` against the teacher's θ* of the batch, moved with
+    the sample's augmentation (:func:`occrecon.losses.teacher_targets`). Samples without a θ* add nothing."""
+    wv, wl = float(getattr(weights, "teacher_vertex", 0.0)), float(getattr(weights, "teacher_landmark", 0.0))
+    if not (wv or wl):
+        return {}
+    if batch.teacher_theta is None:
+        raise ValueError("losses: a teacher weight is set but the batch has no teacher θ (set data.teacher: true "
+                         "and run occrecon data fit on every training folder)")
+    theta_t = batch.teacher_theta
+    valid = torch.isfinite(theta_t).all(1)
+    safe = torch.where(valid[:, None], theta_t, torch.zeros_like(theta_t))
+    cam = nets.renderer.camera
+    with torch.no_grad():
+        p_t = cam.project(nets.renderer.camera_vertices(safe))
+    front, lm, mirror = _teacher_weights(nets.renderer)
+    targets = teacher_targets(p_t, batch.affine, batch.flip, mirror)
+    p = cam.project(v_cam)
+    size = float(cam.image_size[0])
+    out = {}
+    if wv:
+        out["teacher_vertex"] = wv * teacher_loss(p, targets, size, weights=front, valid=valid)
+    if wl:
+        out["teacher_landmark"] = wl * teacher_loss(p, targets, size, weights=lm, valid=valid)
+    return out
+
+
+def _with_teacher(total: torch.Tensor, terms: dict, extra: dict) -> torch.Tensor:
+    for k, v in extra.items():
+        terms[k] = v
+        total = total + v
+    return total
+
+
 def init_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
-    """Stage 1: ``init_loss`` of the encoder's render (pseudo-mask shown in the samples)."""
+    """Stage 1: ``init_loss`` of the encoder's render (pseudo-mask shown in the samples), plus the fitting-engine
+    teacher terms when the config weighs them (:func:`teacher_terms`)."""
     set_trainable(nets.encoder, True)
     theta = nets.encoder_train(batch.image)
     r = nets.renderer(theta)
     total, terms = init_loss(batch.image, r.image, r.region, theta, nets.layout, batch.landmarks, r.landmarks,
                              net=nets.perceptual, landmark_valid=batch.landmark_valid, config=loss_config)
+    total = _with_teacher(total, terms, teacher_terms(nets, batch, r.vertices, loss_config.init))
     pseudo = pseudo_mask(batch.image, r.image.detach(), r.region, xi=loss_config.xi)
     return StepOutput(total, terms, ("encoder",), batch.image, r.image.detach(), pseudo)
 
@@ -171,6 +228,7 @@ def _reconstruction(nets: Nets, batch: Batch, loss_config: Any, use_unet: bool) 
     total, terms = reconstruction_loss(batch.image, r.image, mask, r.region, theta, nets.layout, batch.landmarks,
                                        r.landmarks, net=nets.perceptual, landmark_valid=batch.landmark_valid,
                                        config=loss_config)
+    total = _with_teacher(total, terms, teacher_terms(nets, batch, r.vertices, loss_config.reconstruction))
     return total, terms, r, mask
 
 

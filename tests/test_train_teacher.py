@@ -1,0 +1,136 @@
+"""The fitting-engine teacher in training: the dataset gives each sample θ* with its augmentation, the batch moves
+the teacher's vertices with it (checked against the dataset's own augmented landmarks), and the init stage trains
+with the teacher terms when the config weighs them."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from occrecon.assets import shared_dir
+from occrecon.data.dataset import FIT_FORMAT, FaceDataset
+from occrecon.morphable import load_model
+from occrecon.render import FaceRenderer
+from occrecon.render.camera import default_camera
+from occrecon.train import TrainConfig
+from occrecon.train.config import ConfigError
+from occrecon.train.data import prepare_batch
+from occrecon.train.loop import Trainer
+from occrecon.train.stages import _teacher_weights, teacher_terms
+
+pytestmark = pytest.mark.skipif(shared_dir(required=False) is None, reason="shared assets not present")
+ICT = shared_dir() / "assets" / "models" / "ict_narrowface.npz"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    """Rendered samples whose θ is known, with the ground-truth θ written as their teacher (the fit/ format)."""
+    from occrecon.data.generate import generate_dataset
+
+    root = tmp_path_factory.mktemp("teacher") / "d"
+    generate_dataset(root, n_synthetic=6, n_real=0, seed=2, progress=False, model_path=ICT, appearance="legacy")
+    ids = json.loads((root / "theta_ids.json").read_text())
+    theta = np.load(root / "theta.npy")
+    model = load_model(ICT)
+    fit = root / "fit"
+    fit.mkdir()
+    np.save(fit / "theta.npy", theta.astype(np.float32))
+    for k, v in (("loss", np.zeros(6, np.float32)), ("converged", np.ones(6, bool)), ("diverged", np.zeros(6, bool))):
+        np.save(fit / f"{k}.npy", v)
+    (fit / "info.json").write_text(json.dumps({"format": FIT_FORMAT, "model": str(ICT), "albedo_source": "x",
+                                               "preset": "ground truth", "batch_size": 6, "complete": True,
+                                               "layout": [[n, k] for n, k in model.layout.entries], "ids": ids}))
+    return root
+
+
+def test_the_teacher_moves_with_the_augmentation_like_the_landmarks(dataset):
+    """Teacher θ* = the ground truth: at the landmark vertices, the targets the batch builds from θ*, the sample's
+    augmentation affine and flip (rescaled to the training size) are the dataset's own augmented landmarks."""
+    torch.manual_seed(0)
+    ds = FaceDataset(dataset, augment=True, teacher=True)
+    items = [ds[i] for i in range(6)]
+    assert any(bool(it["flip"]) for it in items) and any(not bool(it["flip"]) for it in items)
+    sample = {k: torch.stack([it[k] for it in items]) for k in ("image", "landmarks", "mask", "affine", "flip",
+                                                                 "teacher_theta")}
+    size = 96
+    batch = prepare_batch(sample, torch.device("cpu"), size)
+    model = load_model(ICT)
+    renderer = FaceRenderer(model, camera=default_camera(size))
+    from occrecon.losses import teacher_targets
+
+    _, _, mirror = _teacher_weights(renderer)
+    with torch.no_grad():
+        p_t = renderer.camera.project(renderer.camera_vertices(batch.teacher_theta))
+    targets = teacher_targets(p_t, batch.affine, batch.flip, mirror)
+    lm_vertices = model.landmarks.long()
+    mapped = lm_vertices >= 0
+    got = targets[:, lm_vertices[mapped]]
+    want = batch.landmarks[:, mapped]
+    iod = (want[:, 36] - want[:, 45]).norm(dim=-1)
+    err = (got - want).norm(dim=-1).mean(1) / iod
+    assert (err < 0.03).all(), err  # the mirror map is nearest-vertex: a small residue on flipped samples
+    # and with no augmentation the targets are the teacher's own projection
+    plain = FaceDataset(dataset, augment=False, teacher=True)[0]
+    assert torch.equal(plain["affine"], torch.eye(2, 3)) and not bool(plain["flip"])
+
+
+def test_teacher_terms_are_zero_at_the_teacher_and_positive_elsewhere(dataset):
+    ds = FaceDataset(dataset, augment=False, teacher=True)
+    sample = {k: torch.stack([ds[i][k] for i in range(4)]) for k in ("image", "landmarks", "mask", "affine", "flip",
+                                                                      "teacher_theta")}
+    batch = prepare_batch(sample, torch.device("cpu"), 64)
+    model = load_model(ICT)
+
+    class N:
+        renderer = FaceRenderer(model, camera=default_camera(64))
+
+    w = type("W", (), {"teacher_vertex": 1.0, "teacher_landmark": 2.0})()
+    at = teacher_terms(N, batch, N.renderer.camera_vertices(batch.teacher_theta), w)
+    assert set(at) == {"teacher_vertex", "teacher_landmark"} and all(v.item() < 1e-10 for v in at.values())
+    off = batch.teacher_theta.clone()
+    off[:, model.layout.slice("trans")] += 0.5
+    away = teacher_terms(N, batch, N.renderer.camera_vertices(off), w)
+    assert all(v.item() > 1e-5 for v in away.values())
+    batch.teacher_theta[1] = float("nan")  # a sample without a teacher adds nothing and stays finite
+    theta = off.clone().requires_grad_()
+    total = sum(teacher_terms(N, batch, N.renderer.camera_vertices(theta), w).values())
+    total.backward()
+    assert torch.isfinite(theta.grad).all() and (theta.grad[1] == 0).all()
+
+
+def _config(dataset: Path, out: Path) -> TrainConfig:
+    cfg = TrainConfig.from_yaml(CONFIGS / "tiny.yaml")
+    cfg.data.train = [str(dataset)]
+    cfg.model.path = str(ICT)
+    cfg.logging.out_dir = str(out)
+    cfg.logging.tensorboard = False
+    cfg.stages.order = ["init"]
+    cfg.stages.init.iterations = 3
+    cfg.losses.overrides = {"init.teacher_vertex": 10.0, "init.teacher_landmark": 10.0}
+    return cfg
+
+
+def test_the_init_stage_trains_with_the_teacher(dataset, tmp_path):
+    cfg = _config(dataset, tmp_path / "run")
+    with pytest.raises(ConfigError, match="data.teacher"):
+        Trainer(cfg)
+    cfg.data.teacher = True
+    Trainer(cfg).run()
+    with open(tmp_path / "run" / "log" / "init.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(math.isfinite(float(r["teacher_vertex"])) and float(r["teacher_vertex"]) > 0 for r in rows)
+    # a training folder without a teacher is named
+    bare = tmp_path / "bare"
+    shutil.copytree(dataset, bare)
+    shutil.rmtree(bare / "fit")
+    cfg2 = _config(bare, tmp_path / "run2")
+    cfg2.data.teacher = True
+    with pytest.raises(Exception, match="occrecon data fit"):
+        Trainer(cfg2)
