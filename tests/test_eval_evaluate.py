@@ -231,3 +231,26 @@ def test_paired_differences_match_numpy():
         ev.paired_differences(_result({"Pretrained": base}, occ), "MoFA")
     with pytest.raises(KeyError, match="not per-image"):
         ev.paired_differences(_result({"Pretrained": base}, occ), "Pretrained", keys=("psnr",))
+
+
+def test_the_trivial_and_skin_colour_rows(rec, tmp_path):
+    """``:all`` scores M = Φ whatever the reconstructor's mask; ``:skin`` scores Φ · the YCbCr skin rule of the
+    photo (computed here in numpy)."""
+    root = _dataset(tmp_path / "d")
+    samples = ev.read_eval_dataset(root)
+    base = ev.evaluate_reconstructor(rec, samples)  # this reconstructor has no UNet: its mask is Φ
+    every = ev.evaluate_reconstructor(rec, samples, segmentation="all")
+    for k in ("f1", "acc", "rmse", "occlusion_fraction"):
+        np.testing.assert_allclose(every[k], base[k])
+    skin = ev.evaluate_reconstructor(rec, samples, segmentation="skin")
+    with torch.no_grad():
+        phi = rec.renderer(torch.zeros(1, rec.layout.size)).region[0, 0].double().numpy()
+    for i, s in enumerate(samples):
+        img, _ = _files(root, s.id)
+        r, g, b = (img[..., c] * 255 for c in range(3))
+        cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+        cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+        m = ((cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)) * phi
+        assert skin["occlusion_fraction"][i] == pytest.approx(1 - m.sum() / phi.sum(), abs=1e-6)
+    assert ev.parse_checkpoint_arg("Skin=a.pt:skin").segmentation == "skin"
+    assert ev.parse_checkpoint_arg("All=a.pt:all").segmentation == "all"

@@ -76,3 +76,19 @@ def test_a_mirrored_symmetric_face_relabelled_is_itself():
     assert not torch.allclose(teacher_targets(p, flip), p)  # without the relabelling it is not
     with pytest.raises(ValueError, match="mirror"):
         teacher_targets(p, flip, torch.tensor([True]))
+
+
+def test_skin_mask_is_the_ycbcr_rule():
+    from occrecon.losses import skin_mask
+
+    colours = torch.tensor([[224, 172, 150], [141, 85, 36], [30, 60, 200], [40, 200, 40], [128, 128, 128],
+                            [250, 250, 250]], dtype=torch.float64) / 255  # two skin tones, blue, green, grey, white
+    img = colours.T.reshape(1, 3, 1, 6)
+    r, g, b = colours.T * 255
+    cb = 128 - 0.168736 * r - 0.331264 * g + 0.5 * b
+    cr = 128 + 0.5 * r - 0.418688 * g - 0.081312 * b
+    expect = ((cb >= 77) & (cb <= 127) & (cr >= 133) & (cr <= 173)).double()
+    assert torch.equal(skin_mask(img)[0, 0, 0], expect)
+    assert expect.tolist() == [1, 1, 0, 0, 0, 0]
+    with pytest.raises(ValueError, match="image"):
+        skin_mask(torch.zeros(1, 1, 2, 2))

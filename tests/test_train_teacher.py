@@ -134,3 +134,51 @@ def test_the_init_stage_trains_with_the_teacher(dataset, tmp_path):
     cfg2.data.teacher = True
     with pytest.raises(Exception, match="occrecon data fit"):
         Trainer(cfg2)
+
+
+@pytest.mark.parametrize("mask", ["region", "ground_truth", "skin"])
+def test_the_mofa_baselines_run_in_the_tiny_configuration(dataset, tmp_path, mask):
+    """MoFA (M = Φ), Supervised MoFA (M = Φ · the ground truth) and the Deep3D-style skin mask, as configs."""
+    cfg = TrainConfig.from_yaml(CONFIGS / "tiny.yaml")
+    cfg.data.train = [str(dataset)]
+    cfg.model.path = str(ICT)
+    cfg.logging.out_dir = str(tmp_path / "run")
+    cfg.logging.tensorboard = False
+    cfg.stages.order = ["init", "mofa"]
+    cfg.stages.init.iterations = 2
+    cfg.stages.mofa.iterations = 2
+    cfg.stages.mofa.mask = mask
+    Trainer(cfg).run()
+    with open(tmp_path / "run" / "log" / "mofa.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and all(math.isfinite(float(r["loss"])) for r in rows)
+
+
+def test_the_supervised_mofa_mask_is_the_ground_truth_inside_phi(dataset):
+    from occrecon.nets import Encoder
+    from occrecon.train.stages import mofa_step
+
+    ds = FaceDataset(dataset)
+    sample = {k: torch.stack([ds[i][k] for i in range(2)]) for k in ("image", "landmarks", "mask")}
+    batch = prepare_batch(sample, torch.device("cpu"), 64)
+    model = load_model(ICT)
+    enc = Encoder(model.layout, arch="compact")
+
+    class N:
+        encoder = encoder_train = enc
+        renderer = FaceRenderer(model, camera=default_camera(64))
+        layout = model.layout
+        perceptual = None
+
+    from occrecon.losses import LossConfig
+
+    cfg = LossConfig.from_dict({**LossConfig().to_dict(), "perceptual_ex": False, "perceptual_in": False,
+                                "reconstruction": {**LossConfig().to_dict()["reconstruction"], "perceptual": 0.0}})
+    gt = mofa_step(N, batch, cfg, mask_source="ground_truth")
+    region = N.renderer(enc(batch.image)).region.detach()
+    assert torch.equal(gt.mask, region * batch.mask)
+    assert torch.equal(mofa_step(N, batch, cfg).mask, region)
+    cfg_bad = TrainConfig.from_yaml(CONFIGS / "tiny.yaml")
+    cfg_bad.stages.mofa.mask = "labels"
+    with pytest.raises(ConfigError, match="stages.mofa.mask"):
+        cfg_bad.validate()

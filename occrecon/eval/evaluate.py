@@ -11,7 +11,9 @@ Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects th
 * ``unet`` (default): the checkpoint's mask ``M = Φ · sigmoid(UNet(I_T, I_R))`` (Φ itself without a UNet);
 * ``pseudo``: the robust-initialisation pseudo-mask of eq. 9, ``occrecon.losses.pseudo_mask(I_T, I_R, Φ)``
   (pixels whose reconstruction error is below ξ): the paper's "Pretrained" row,
-  e.g. ``--checkpoint Pretrained=runs/init/last.pt:pseudo``.
+  e.g. ``--checkpoint Pretrained=runs/init/last.pt:pseudo``;
+* ``all``: "everything in Φ is face" (M = Φ), the trivial baseline beside every mask;
+* ``skin``: the Deep3D-style skin-colour mask ``Φ · occrecon.losses.skin_mask(I_T)``.
 
 Per image: ACC/PPV/TPR/F1 inside Φ, binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
 inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image would be); the occlusion fraction
@@ -44,7 +46,7 @@ __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "rea
            "format_report", "format_paired", "PAIRED_KEYS"]
 
 #: How the scored mask is obtained (see the module docstring).
-SEGMENTATION_MODES = ("unet", "pseudo")
+SEGMENTATION_MODES = ("unet", "pseudo", "all", "skin")
 #: Column groups of the tables, in the paper's order (Table 2: unoccluded, occluded, overall).
 SUBSETS = ("Unoccluded", "Occluded", "Overall")
 #: Per-image values written to JSON and summarised.
@@ -185,7 +187,8 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
     Args:
         rec: a Reconstructor (its ``image_size`` sets the crop size the images are resized to).
         samples: from :func:`read_eval_dataset`.
-        segmentation: ``"unet"`` (the reconstructor's mask) or ``"pseudo"`` (eq. 9 pseudo-mask of its render).
+        segmentation: ``"unet"`` (the reconstructor's mask), ``"pseudo"`` (eq. 9 pseudo-mask of its render),
+            ``"all"`` (M = Φ) or ``"skin"`` (Φ · skin colour of the photo).
         batch_size: images per forward pass.
         threshold: binarisation threshold of the hard metrics.
 
@@ -210,7 +213,16 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
         images, gt = images.to(device), gt.to(device)
         res = rec(images)
         region = res.region
-        mask = res.mask if pseudo is None else pseudo(images, res.image, region) * region
+        if segmentation == "pseudo":
+            mask = pseudo(images, res.image, region) * region
+        elif segmentation == "all":
+            mask = region
+        elif segmentation == "skin":
+            from ..losses import skin_mask  # noqa: PLC0415
+
+            mask = skin_mask(images) * region
+        else:
+            mask = res.mask
         mask = mask.clamp(0.0, 1.0)
         values = {}
         values.update(segmentation_metrics(mask, gt, region, threshold=threshold))

@@ -16,6 +16,7 @@ from .objectives import init_loss, reconstruction_loss, segmentation_loss
 from .perceptual import (PERCEPTUAL_KINDS, perceptual_distance, perceptual_ex, perceptual_in, perceptual_rec,
                          run_perceptual)
 from .regulariser import CODE_REG_DIVISOR, REGULARISED_GROUPS, regulariser
+from .skin import skin_mask
 from .teacher import teacher_loss, teacher_targets
 from .robust import (CODE_OUTLIER_STDS, CODE_SIGMA, CODE_XI, PAPER_XI, XI_PRESETS, background_log_likelihood,
                      face_log_normaliser, pseudo_mask, resolve_xi, robust_likelihood)
@@ -24,7 +25,7 @@ __all__ = [
     "neighbour_image_loss", "perceptual_ex", "area_loss", "perceptual_in", "binary_loss", "photometric_loss",
     "perceptual_rec", "landmark_loss", "regulariser", "robust_likelihood", "pseudo_mask",
     "perceptual_distance", "run_perceptual", "resolve_xi", "face_log_normaliser", "background_log_likelihood",
-    "segmentation_loss", "reconstruction_loss", "init_loss", "teacher_loss", "teacher_targets",
+    "segmentation_loss", "reconstruction_loss", "init_loss", "teacher_loss", "teacher_targets", "skin_mask",
     "SegmentationWeights", "ReconstructionWeights", "InitWeights", "LossConfig", "ABLATIONS", "PRESETS",
     "LANDMARK_WEIGHTS_68", "CONTOUR_WEIGHT", "EYEBROW_WEIGHT", "INNER_WEIGHT", "REGULARISED_GROUPS",
     "CODE_REG_DIVISOR", "PAPER_XI", "CODE_SIGMA", "CODE_OUTLIER_STDS", "CODE_XI", "XI_PRESETS",

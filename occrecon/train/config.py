@@ -59,6 +59,10 @@ SEED_LIMIT = 2 ** 32
 
 
 
+#: ``stages.mofa.mask`` values (see :class:`MofaConfig`).
+MOFA_MASKS = ("region", "ground_truth", "skin")
+
+
 class ConfigError(ValueError):
     """A configuration key is unknown, missing or has a bad value; the message names the dotted key."""
 
@@ -169,9 +173,15 @@ class MofaConfig(StageConfig):
     ``start_from``: ``init`` — the encoder at the end of this run's ``init`` stage (``<out>/init.pt``; the fair
     comparison with EM, which starts there too); ``scratch`` — a freshly initialised encoder; ``current`` — the
     encoder as the previous stage left it.
+
+    ``mask``: the M of its reconstruction loss — ``region`` (M = Φ: MoFA), ``ground_truth`` (M = Φ · the dataset's
+    ground-truth visible-face mask: "Supervised MoFA", an upper bound that uses labels the method never sees) or
+    ``skin`` (M = Φ · a skin-colour mask of the photo, :func:`occrecon.losses.skin_mask`: the Deep3D-style
+    baseline).
     """
 
     start_from: str = "init"
+    mask: str = "region"
 
 
 @dataclass
@@ -350,6 +360,8 @@ class TrainConfig:
         _count("stages.em.unet_iters", self.stages.em.unet_iters, allow_zero=True)
         if self.stages.em.encoder_iters + self.stages.em.unet_iters == 0:
             raise ConfigError("stages.em: encoder_iters + unet_iters must be > 0")
+        if self.stages.mofa.mask not in MOFA_MASKS:
+            raise ConfigError(f"stages.mofa.mask: one of {', '.join(MOFA_MASKS)}, got {self.stages.mofa.mask!r}")
         if self.stages.mofa.start_from not in ("init", "scratch", "current"):
             raise ConfigError(f"stages.mofa.start_from: 'init', 'scratch' or 'current', got "
                               f"{self.stages.mofa.start_from!r}")

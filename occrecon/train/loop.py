@@ -32,7 +32,8 @@ import torch
 
 from ..checkpoint import (Checkpoint, CheckpointError, build_nets, build_renderer, capture_rng, nets_spec,
                           remove_stale_temp_files, restore_rng)
-from .config import PACKAGE_PREFIX, SHARED_PREFIX, STAGES, ConfigError, TrainConfig, config_diff, resolve_path, resolved_batch_sizes
+from .config import (PACKAGE_PREFIX, SHARED_PREFIX, STAGES, ConfigError, TrainConfig, config_diff, resolve_path,
+                     resolved_batch_sizes)
 from .data import build_dataset, make_loader, prepare_batch
 from .distributed import (DistInfo, all_reduce_mean, any_flag, broadcast_buffers, check_replicas_identical,
                           init_distributed)
@@ -484,7 +485,8 @@ class Trainer:
         try:
             for it in range(start, total):
                 batch = prepare_batch(next(loader), self.device, cfg.data.image_size)
-                out = step_function(stage, it, cfg.stages.em)(self.nets, batch, self.loss_config)
+                step = step_function(stage, it, cfg.stages.em, cfg.stages.mofa.mask)
+                out = step(self.nets, batch, self.loss_config)
                 self._check_finite(stage, it + 1, out)
                 for name in out.optimise:
                     opts[name].zero_grad(set_to_none=True)

@@ -15,13 +15,15 @@ A frozen network runs in eval mode (batch-norm statistics fixed, dropout off) wi
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
-from ..losses import init_loss, pseudo_mask, reconstruction_loss, segmentation_loss, teacher_loss, teacher_targets
+from ..losses import (init_loss, pseudo_mask, reconstruction_loss, segmentation_loss, skin_mask, teacher_loss,
+                      teacher_targets)
 from ..nets.unet import face_mask
 from .data import Batch
 
@@ -216,15 +218,21 @@ def em_unet_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
                       mask.detach())
 
 
-def _reconstruction(nets: Nets, batch: Batch, loss_config: Any, use_unet: bool) -> tuple:
+def _reconstruction(nets: Nets, batch: Batch, loss_config: Any, use_unet: bool, mask_source: str = "region") -> tuple:
     set_trainable(nets.encoder, True)
     theta = nets.encoder_train(batch.image)
     r = nets.renderer(theta)
     if use_unet:
         set_trainable(nets.unet, False)
         mask = face_mask(r.region, nets.unet(batch.image, r.image))
-    else:
+    elif mask_source == "ground_truth":
+        mask = r.region * batch.mask
+    elif mask_source == "skin":
+        mask = r.region * skin_mask(batch.image)
+    elif mask_source == "region":
         mask = r.region
+    else:
+        raise ValueError(f"mask_source: expected 'region', 'ground_truth' or 'skin', got {mask_source!r}")
     total, terms = reconstruction_loss(batch.image, r.image, mask, r.region, theta, nets.layout, batch.landmarks,
                                        r.landmarks, net=nets.perceptual, landmark_valid=batch.landmark_valid,
                                        config=loss_config)
@@ -239,20 +247,24 @@ def em_encoder_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
                       r.image.detach(), mask.detach())
 
 
-def mofa_step(nets: Nets, batch: Batch, loss_config: Any) -> StepOutput:
-    """Baseline: ``reconstruction_loss`` with M = Φ (every rendered pixel is fitted, occluders included)."""
-    total, terms, r, mask = _reconstruction(nets, batch, loss_config, use_unet=False)
+def mofa_step(nets: Nets, batch: Batch, loss_config: Any, mask_source: str = "region") -> StepOutput:
+    """Baselines without segmentation: ``reconstruction_loss`` with M = Φ (MoFA: every rendered pixel is fitted,
+    occluders included), Φ · the ground-truth visible face (``"ground_truth"``: Supervised MoFA) or Φ · skin colour
+    (``"skin"``: the Deep3D-style mask); see ``stages.mofa.mask``."""
+    total, terms, r, mask = _reconstruction(nets, batch, loss_config, use_unet=False, mask_source=mask_source)
     return StepOutput(total, terms, ("encoder",), batch.image, r.image.detach(), mask.detach())
 
 
-def step_function(stage: str, iteration: int, em_config: Any) -> Callable[[Nets, Batch, Any], StepOutput]:
-    """The step of ``stage`` at its 0-based ``iteration`` (EM alternates by :func:`em_phase`)."""
+def step_function(stage: str, iteration: int, em_config: Any,
+                  mofa_mask: str = "region") -> Callable[[Nets, Batch, Any], StepOutput]:
+    """The step of ``stage`` at its 0-based ``iteration`` (EM alternates by :func:`em_phase`; ``mofa_mask``:
+    ``stages.mofa.mask``)."""
     if stage == "init":
         return init_step
     if stage == "unet_pretrain":
         return unet_pretrain_step
     if stage == "mofa":
-        return mofa_step
+        return mofa_step if mofa_mask == "region" else functools.partial(mofa_step, mask_source=mofa_mask)
     if stage == "em":
         phase = em_phase(iteration, em_config.encoder_iters, em_config.unet_iters, em_config.unet_first)
         return em_unet_step if phase == "unet" else em_encoder_step
