@@ -182,3 +182,34 @@ def test_the_supervised_mofa_mask_is_the_ground_truth_inside_phi(dataset):
     cfg_bad.stages.mofa.mask = "labels"
     with pytest.raises(ConfigError, match="stages.mofa.mask"):
         cfg_bad.validate()
+
+
+def test_the_real_face_recipe_configs_run_in_the_tiny_configuration(dataset, tmp_path):
+    """configs/real_faces*.yaml as they are, shrunk to a few steps on a tiny dataset with a teacher: the main run
+    (init with the teacher, UNet pretraining, EM, MoFA), then Supervised MoFA and the skin mask from its init.pt."""
+
+    def shrink(name, out, init_from=None):
+        cfg = TrainConfig.from_yaml(CONFIGS / f"{name}.yaml")
+        cfg.data.train = [str(dataset)]
+        cfg.data.image_size = 64
+        cfg.nets.perceptual = None
+        cfg.logging.out_dir = str(out)
+        cfg.logging.tensorboard = False
+        cfg.logging.log_every = cfg.logging.sample_every = cfg.logging.checkpoint_every = 1
+        for stage in cfg.stages.order:
+            st = cfg.stages.stage(stage)
+            st.iterations, st.batch_size = 2, 2
+        if "em" in cfg.stages.order:
+            cfg.stages.em.iterations, cfg.stages.em.encoder_iters, cfg.stages.em.unet_iters = 4, 2, 2
+        if init_from is not None:
+            cfg.init_from = str(init_from)
+        return cfg
+
+    main = tmp_path / "real"
+    Trainer(shrink("real_faces", main)).run()
+    assert all((main / f"{s}.pt").is_file() for s in ("init", "unet_pretrain", "em", "mofa"))
+    with open(main / "log" / "init.csv", newline="") as f:
+        assert "teacher_vertex" in next(csv.DictReader(f))
+    for name in ("real_faces_supervised_mofa", "real_faces_skin"):
+        Trainer(shrink(name, tmp_path / name, init_from=main / "init.pt")).run()
+        assert (tmp_path / name / "mofa.pt").is_file()
