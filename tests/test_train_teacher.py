@@ -213,3 +213,25 @@ def test_the_real_face_recipe_configs_run_in_the_tiny_configuration(dataset, tmp
     for name in ("real_faces_supervised_mofa", "real_faces_skin"):
         Trainer(shrink(name, tmp_path / name, init_from=main / "init.pt")).run()
         assert (tmp_path / name / "mofa.pt").is_file()
+
+
+def test_evaluate_has_the_fitting_engine_as_a_row(dataset):
+    """``NAME=fit:fast``: each sample fitted from the mean face with its landmarks; on renders of the model it
+    reconstructs far better than the mean face (θ = 0, the same model, an encoder with a zero head)."""
+    from occrecon.api import Reconstructor
+    from occrecon.cli.evaluate import evaluate
+    from occrecon.eval.evaluate import evaluate_reconstructor, parse_checkpoint_arg, read_eval_dataset
+    from occrecon.nets import Encoder
+
+    spec = parse_checkpoint_arg("Fit=fit:fast")
+    assert spec.fit == "fast" and parse_checkpoint_arg("F=fit").fit == "fast"
+    with pytest.raises(ValueError, match="fit preset"):
+        parse_checkpoint_arg("F=fit:slowest")
+    res = evaluate(dataset, [spec], model_path=ICT, batch_size=3)
+    fit = np.array(res["methods"]["Fit"]["per_image"]["rmse"], float)
+    assert res["methods"]["Fit"]["checkpoint"] == "fitting engine (fast)"
+    model = load_model(ICT)
+    mean_face = Reconstructor(model, Encoder(model.layout, arch="compact"), None,
+                              FaceRenderer(model, camera=default_camera(224)))
+    zero = evaluate_reconstructor(mean_face, read_eval_dataset(dataset))["rmse"]
+    assert np.isfinite(fit).all() and np.median(fit) < 0.5 * np.median(zero), (fit, zero)

@@ -54,13 +54,22 @@ def evaluate(data: str | Path, checkpoints: Sequence[CheckpointSpec], batch_size
     check_device(device)
     samples = read_eval_dataset(data, ids)
     for spec in checkpoints:  # a damaged or refused checkpoint is reported before the first method runs
-        read_checkpoint(spec.path, trusted=trusted)
+        if spec.fit is None:
+            read_checkpoint(spec.path, trusted=trusted)
     methods = {}
     for spec in checkpoints:
-        rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device, trusted=trusted)
+        if spec.fit is not None:  # the fitting engine alone, at the dataset's crop size
+            from PIL import Image
+
+            with Image.open(samples[0].image) as im:
+                size = im.size[0]
+            rec = Reconstructor.for_model(model_path, image_size=size, fit=spec.fit, device=device)
+        else:
+            rec = Reconstructor.from_checkpoint(spec.path, model_path=model_path, device=device, trusted=trusted)
         values = evaluate_reconstructor(rec, samples, spec.segmentation, batch_size, threshold,
                                         progress=sys.stderr.isatty())
-        methods[spec.name] = {"checkpoint": str(spec.path), "segmentation": spec.segmentation,
+        methods[spec.name] = {"checkpoint": f"fitting engine ({spec.fit})" if spec.fit else str(spec.path),
+                              "segmentation": "robust" if spec.fit else spec.segmentation,
                               "per_image": {k: _json_values(values[k]) for k in VALUE_KEYS},
                               "summary": summarise_by_subset(values)}
     return {"data": str(data), "threshold": threshold, "ids": [s.id for s in samples],
@@ -105,7 +114,9 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
                        description=ev.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", required=True, help="dataset folder (images/, masks/, meta.jsonl)")
     p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=PATH[:MODE]",
-                   help="a method to evaluate (repeatable); MODE 'unet' (default) or 'pseudo' (eq. 9 pseudo-masks)")
+                   help="a method to evaluate (repeatable); MODE 'unet' (default), 'pseudo' (eq. 9 pseudo-masks), "
+                        "'all' (everything in Φ is face) or 'skin' (skin colour); NAME=fit[:PRESET] is the fitting "
+                        "engine alone (--model, or the shipped model)")
     p.add_argument("--ids", help="evaluate only the sample ids listed in this text file (one per line)")
     p.add_argument("--held-out", type=float, metavar="FRACTION",
                    help="evaluate only the held-out part of the training split (data.held_out of the training "

@@ -15,6 +15,9 @@ Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects th
 * ``all``: "everything in Φ is face" (M = Φ), the trivial baseline beside every mask;
 * ``skin``: the Deep3D-style skin-colour mask ``Φ · occrecon.losses.skin_mask(I_T)``.
 
+``NAME=fit`` or ``NAME=fit:PRESET`` (``fast``, ``quality``) is the fitting engine alone (no network: each image
+fitted from the mean face with the dataset's landmarks, ``--model`` or the shipped model; its robust mask scored).
+
 Per image: ACC/PPV/TPR/F1 inside Φ, binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
 inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image would be); the occlusion fraction
 ``1 − Σ M / Σ Φ``. Summaries (mean ± std, NaN-aware) on the ``Unoccluded``, ``Occluded`` and ``Overall`` subsets.
@@ -68,11 +71,12 @@ class EvalSample:
 
 @dataclass(frozen=True)
 class CheckpointSpec:
-    """A ``NAME=PATH[:MODE]`` command-line entry."""
+    """A ``NAME=PATH[:MODE]`` command-line entry, or ``NAME=fit[:PRESET]`` (``fit`` set: the fitting engine alone)."""
 
     name: str
     path: Path
     segmentation: str = "unet"
+    fit: str | None = None
 
 
 def read_eval_dataset(root: str | Path, ids: Sequence[str] | None = None) -> list[EvalSample]:
@@ -127,6 +131,30 @@ def held_out_ids(root: str | Path, held_out: float, seed: int = 0) -> list[str]:
     return list(split_ids(root, float(held_out), int(seed))[1])
 
 
+def _landmarks(samples: Sequence[EvalSample], size: tuple[int, int]) -> torch.Tensor:
+    """``(B, 68, 2)`` the samples' landmarks (``landmarks.csv`` of their folder) at crop size ``size``."""
+    from PIL import Image  # noqa: PLC0415
+
+    from ..data.dataset import image_relpath, read_landmark_table  # noqa: PLC0415
+
+    tables: dict[Path, dict] = {}
+    out = []
+    for s in samples:
+        root = s.image.parent.parent
+        if root not in tables:
+            path = root / "landmarks.csv"
+            if not path.is_file():
+                raise FileNotFoundError(f"data: {root} has no landmarks.csv (the fitting engine needs landmarks)")
+            tables[root] = read_landmark_table(path)
+        lm = tables[root].get(image_relpath(s.id))
+        if lm is None:
+            raise ValueError(f"data: no landmark row for sample {s.id!r}")
+        with Image.open(s.image) as im:
+            w, _ = im.size
+        out.append(torch.as_tensor(np.asarray(lm, np.float32)) * (size[1] / w))
+    return torch.stack(out)
+
+
 def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Images ``(B, 3, H, W)`` float [0, 1] and GT masks ``(B, 1, H, W)`` {0, 1}, resized to ``size`` if needed."""
     from PIL import Image  # noqa: PLC0415
@@ -161,6 +189,14 @@ def parse_checkpoint_arg(text: str) -> CheckpointSpec:
     name, sep, rest = text.partition("=")
     if not sep or not name.strip() or not rest:
         raise ValueError(f"checkpoint: expected NAME=PATH[:MODE], got {text!r}")
+    head, colon, tail = rest.partition(":")
+    if head == "fit" and not Path(rest).exists():  # the fitting engine alone
+        from ..fit import FIT_PRESETS  # noqa: PLC0415
+
+        preset = tail if colon else "fast"
+        if preset not in FIT_PRESETS:
+            raise ValueError(f"checkpoint: unknown fit preset {preset!r} in {text!r}; use one of {sorted(FIT_PRESETS)}")
+        return CheckpointSpec(name.strip(), Path("fit"), "unet", preset)
     path, mode = rest, "unet"
     head, colon, tail = rest.rpartition(":")
     if colon and tail in SEGMENTATION_MODES:
@@ -211,7 +247,10 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
         chunk = samples[start:start + batch_size]
         images, gt = _load_batch(chunk, rec.image_size)
         images, gt = images.to(device), gt.to(device)
-        res = rec(images)
+        if getattr(rec, "fit", None) is not None and rec.encoder is None:  # the fitting engine: needs landmarks
+            res = rec(images, _landmarks(chunk, rec.image_size).to(device))
+        else:
+            res = rec(images)
         region = res.region
         if segmentation == "pseudo":
             mask = pseudo(images, res.image, region) * region
