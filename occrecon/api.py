@@ -103,12 +103,17 @@ class FaceResult:
 
     def overlay(self, photo: np.ndarray) -> np.ndarray:
         """``uint8 (H, 3W, 3)``: photo | render composited over the photo | photo with occluded Φ pixels in red."""
-        t = photo.astype(np.float32) / 255.0
-        reg, m = self.region[..., None], self.mask[..., None]
-        render = np.clip(self.render, 0, 1) * reg + t * (1 - reg)
-        occ = np.clip(reg - m, 0, 1)
-        seg = t * (1 - 0.6 * occ) + np.array([1.0, 0.1, 0.1], np.float32) * 0.6 * occ
-        return (np.concatenate([t, render, seg], 1) * 255 + 0.5).astype(np.uint8)
+        return _overlay_row(photo.astype(np.float32) / 255.0, self.render, self.region, self.mask)
+
+
+def _overlay_row(target: np.ndarray, render: np.ndarray, region: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``uint8 (H, 3W, 3)`` from ``(H, W, 3)`` target and render in [0, 1] and ``(H, W)`` Φ and M: target | render
+    composited over it | target with the occluded pixels of Φ in red."""
+    reg, m = region[..., None], mask[..., None]
+    composite = np.clip(render, 0, 1) * reg + target * (1 - reg)
+    occ = np.clip(reg - m, 0, 1)
+    seg = target * (1 - 0.6 * occ) + np.array([1.0, 0.1, 0.1], np.float32) * 0.6 * occ
+    return (np.concatenate([target, composite, seg], 1) * 255 + 0.5).astype(np.uint8)
 
 
 def photo_vertices(vertices_camera: torch.Tensor, camera, crop_transform: np.ndarray,
@@ -350,7 +355,7 @@ class Reconstructor(torch.nn.Module):
             parts = self.layout.split(out.theta.to(self.model.mean.dtype))
             with torch.no_grad():
                 _, albedo = self.model(parts["id"].to(device), parts["exp"].to(device), parts["tex"].to(device))
-                v_cam = self.renderer(out.theta.to(device, self.model.mean.dtype)).vertices.cpu()
+                v_cam = self.renderer.camera_vertices(out.theta.to(device)).cpu()  # no second rasterization
             fractions = out.occlusion_fraction
             for j, face in enumerate(chunk):
                 photo = photos[start + j]
@@ -466,11 +471,8 @@ def _load_state(module: torch.nn.Module, state: Any, name: str, path) -> None:
 
 def overlay(target: torch.Tensor, out, index: int) -> np.ndarray:
     """``uint8 (H, 3W, 3)``: target | render composited over the target | target with occluded Φ pixels in red."""
-    t = target[index]
-    region, mask = out.region[index], out.mask[index]
-    render = out.image[index].clamp(0, 1) * region + t * (1 - region)
-    occluded = (region - mask).clamp(0, 1)
-    red = torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1)
-    seg = t * (1 - 0.6 * occluded) + red * 0.6 * occluded
-    row = torch.cat([t, render, seg], dim=2)
-    return (row.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    def hwc(x: torch.Tensor) -> np.ndarray:
+        return x.detach().float().permute(1, 2, 0).numpy()
+
+    return _overlay_row(hwc(target[index]), hwc(out.image[index]), hwc(out.region[index])[..., 0],
+                        hwc(out.mask[index])[..., 0])

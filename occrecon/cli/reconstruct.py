@@ -147,8 +147,7 @@ def _write_face(out_dir: Path, stem: str, path: Path, k: int, n: int, face, res,
             "detector_score": res.score, "crop_transform": res.crop_transform.tolist(),
             "occlusion_fraction": None if np.isnan(frac) else frac, "occluded": res.occluded,
             "landmarks_detected": _nan_list(res.landmarks_detected), "landmarks_fitted": _nan_list(res.landmarks_fitted),
-            "mesh_space": mesh_space, "theta": {g: v.tolist() for g, v in rec.layout.split(res.theta[None]).items()}}
-    meta["theta"] = {g: v[0] for g, v in meta["theta"].items()}
+            "mesh_space": mesh_space, "theta": {g: v.tolist() for g, v in rec.layout.split(res.theta).items()}}
     if res.fit is not None:
         meta["fit"] = res.fit
     (out_dir / f"{stem}.json").write_text(json.dumps(meta, indent=1))

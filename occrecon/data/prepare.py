@@ -16,6 +16,7 @@ report every photo they could not use and never skip one silently.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -163,15 +164,13 @@ def prepare_faces(image: np.ndarray, size: int = TEMPLATE_SIZE, *, detector=None
         raise FaceNotFound("no face found")
     source = _detector_name(detector) if detector is not None else "dlib"
     faces, failures = [], []
-    for face in found:
-        pts = face.points.astype(np.float64)
+    for face in found:  # each detection aligned as given points are (prepare_face), then labelled as detected
         try:
-            crop, m = align_face(image, face.five(), size)
-        except ValueError as e:
-            failures.append(AlignmentError(f"alignment failed: {e}", pts))
+            prepared = prepare_face(image, size, landmarks=face.points)
+        except AlignmentError as e:
+            failures.append(e)
             continue
-        faces.append(PreparedFace(crop, transform_points(pts, m).astype(np.float32), m, face.five(), source,
-                                  face.score, pts.astype(np.float32)))
+        faces.append(dataclasses.replace(prepared, source=source, score=face.score))
     return faces, failures
 
 

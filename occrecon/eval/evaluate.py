@@ -239,6 +239,8 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
     if not samples:
         raise ValueError("samples: empty")
     pseudo = _pseudo_mask_fn() if segmentation == "pseudo" else None
+    fitting = getattr(rec, "fit", None) is not None and rec.encoder is None  # the fitting engine: needs landmarks
+    all_landmarks = _landmarks(samples, rec.image_size) if fitting else None  # landmarks.csv read once
     device = next(itertools.chain(rec.parameters(), rec.buffers()), torch.empty(0)).device
     out: dict[str, list] = {k: [] for k in VALUE_KEYS}
     from tqdm import tqdm  # noqa: PLC0415
@@ -247,8 +249,8 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
         chunk = samples[start:start + batch_size]
         images, gt = _load_batch(chunk, rec.image_size)
         images, gt = images.to(device), gt.to(device)
-        if getattr(rec, "fit", None) is not None and rec.encoder is None:  # the fitting engine: needs landmarks
-            res = rec(images, _landmarks(chunk, rec.image_size).to(device))
+        if fitting:
+            res = rec(images, all_landmarks[start:start + batch_size].to(device))
         else:
             res = rec(images)
         region = res.region

@@ -16,6 +16,7 @@ A frozen network runs in eval mode (batch-norm statistics fixed, dropout off) wi
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -122,15 +123,16 @@ def region_bce_with_logits(logits: torch.Tensor, labels: torch.Tensor, region: t
     return (per_pixel * region).sum() / region.sum().clamp_min(1.0)
 
 
-_TEACHER_CACHE: dict = {}
+_TEACHER_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # model -> {device: weights}
 
 
 def _teacher_weights(renderer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(front-face vertex weights, landmark-vertex weights, left-right vertex map)`` of the renderer's model,
     computed once per model and device."""
     model = renderer.model
-    key = (id(model), str(model.mean.device))
-    if key not in _TEACHER_CACHE:
+    per_device = _TEACHER_CACHE.setdefault(model, {})
+    key = str(model.mean.device)
+    if key not in per_device:
         from ..morphable.appearance import mirror_map
 
         v = model.n_vertices
@@ -138,8 +140,8 @@ def _teacher_weights(renderer) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         lm = torch.zeros(v, dtype=model.mean.dtype, device=model.mean.device)
         lm[model.landmarks[model.landmarks >= 0].long()] = 1.0
         mirror = torch.from_numpy(mirror_map(model.mean.detach().cpu().numpy())[0]).to(model.mean.device)
-        _TEACHER_CACHE[key] = (front.to(model.mean.device), lm, mirror)
-    return _TEACHER_CACHE[key]
+        per_device[key] = (front.to(model.mean.device), lm, mirror)
+    return per_device[key]
 
 
 def teacher_terms(nets: Nets, batch: Batch, v_cam: torch.Tensor, weights: Any) -> dict[str, torch.Tensor]:
