@@ -93,3 +93,26 @@ def test_data_fit_command_and_its_errors(dataset, tmp_path, capsys):
     assert "none" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="occrecon data fit"):
         read_fit(tmp_path)
+
+
+def test_samples_written_as_held_out_are_not_fitted_unless_asked(dataset, tmp_path):
+    root = tmp_path / "d"
+    shutil.copytree(dataset, root)
+    meta = [json.loads(line) for line in (root / "meta.jsonl").read_text().splitlines()]
+    for i, r in enumerate(meta):
+        r["split"] = "held_out" if i in (1, 3) else "train"
+    (root / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
+    res = fit_dataset(root, _model(), batch_size=2)
+    assert res["samples"] == 3
+    assert read_fit(root)["ids"] == [meta[i]["id"] for i in (0, 2, 4)]
+    # the trainer's teacher: NaN rows for the samples the fit skipped
+    ds = FaceDataset(root, teacher=True)
+    assert [bool(np.isnan(t).all()) for t in ds.teacher] == [False, True, False, True, False]
+    with pytest.raises(FitDatasetError, match="ids"):
+        fit_dataset(root, _model(), batch_size=2, held_out=True)
+    assert fit_dataset(root, _model(), batch_size=2, held_out=True, overwrite=True)["samples"] == 5
+    for r in meta:
+        r["split"] = "held_out"
+    (root / "meta.jsonl").write_text("".join(json.dumps(r) + "\n" for r in meta))
+    with pytest.raises(ValueError, match="held out"):
+        fit_dataset(root, _model(), batch_size=2)

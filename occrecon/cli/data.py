@@ -28,7 +28,7 @@ def _fit_command(args: argparse.Namespace) -> int:
     from ..fit.dataset import fit_dataset
 
     res = fit_dataset(args.dataset, args.model, preset=args.preset, batch_size=args.batch_size,
-                      overwrite=args.overwrite, progress=sys.stderr.isatty())
+                      held_out=args.held_out, overwrite=args.overwrite, progress=sys.stderr.isatty())
     print(f"fitted {res['fitted']} samples ({res['resumed']} chunks already done) of {res['samples']} in "
           f"{res['seconds']:.0f} s; wrote {res['root']}/theta.npy, loss.npy, converged.npy, diverged.npy, masks/")
     return 0
@@ -47,6 +47,8 @@ def add_fit_parser(data_subparsers) -> argparse.ArgumentParser:
     p.add_argument("--model", help="face model (default: the shipped model; must be the encoder's)")
     p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="fast", help="fit preset (default fast)")
     p.add_argument("--batch-size", type=int, default=16, help="samples per fit and per resumable chunk (default 16)")
+    p.add_argument("--held-out", action="store_true",
+                   help="also fit the samples written as held out (split: held_out; by default they are skipped)")
     p.add_argument("--overwrite", action="store_true", help="discard a fit/ folder made with other settings")
     p.set_defaults(func=_fit_command)
     return p

@@ -55,8 +55,8 @@ def _save_npy(path, array) -> None:
 
 
 def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_size: int = 16,
-                ids: list[str] | None = None, overwrite: bool = False, progress: bool = False,
-                log=None) -> dict:
+                ids: list[str] | None = None, held_out: bool = False, overwrite: bool = False,
+                progress: bool = False, log=None) -> dict:
     """Fit every sample of the dataset folder ``root`` (or the samples ``ids``) and write ``root/fit/``.
 
     Args:
@@ -65,7 +65,10 @@ def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_siz
             is in its layout, so it must be the model the encoder is trained for.
         preset: the fit preset (``"fast"`` or ``"quality"``).
         batch_size: samples per fit (also the chunk size of the resumable output).
-        ids: samples to fit, in this order (default: every sample, in ``meta.jsonl`` order).
+        ids: samples to fit, in this order (default: every sample, in ``meta.jsonl`` order, but those written as
+            held out).
+        held_out: with ``ids`` None, also fit the samples whose record says ``"split": "held_out"`` (never trained
+            on, so by default they are not fitted).
         overwrite: discard a ``fit/`` folder made with other settings instead of refusing it.
         progress: a tqdm bar over the chunks.
         log: called with one line per chunk (None: quiet).
@@ -97,6 +100,12 @@ def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_siz
     model_name = "default" if model is None or (isinstance(model, str) and model == "default") else \
         (str(Path(model).resolve()) if isinstance(model, (str, Path)) else getattr(model, "name", "model"))
     model = resolve_model(model)
+    if ids is None and not held_out:
+        from ..data.dataset import read_meta
+
+        ids = [r["id"] for r in read_meta(root) if r.get("split") != "held_out"]
+        if not ids:
+            raise ValueError(f"{root}: every sample is held out; pass held_out=True (--held-out) to fit them")
     data = FaceDataset(root, ids=ids)
     order = [r["id"] for r in data.records]
     out = root / "fit"
