@@ -735,6 +735,18 @@ def test_data_synth_from_the_face_folder_writes_an_identity_disjoint_split(tmp_p
                  "--workers", "1", "--seed", "3"]) == 0
     assert (again / "meta.jsonl").read_bytes() == (out / "meta.jsonl").read_bytes()
     assert (again / "images/real_000004.png").read_bytes() == (out / "images/real_000004.png").read_bytes()
+    # every real sample says where its truth is known: the landmark face region and the occluder pixels
+    from occrecon.data.dataset import FaceDataset, labelled_relpath
+    from occrecon.data.synth import real_face_region
+
+    ds = FaceDataset(out, ids=[r["id"] for r in meta])
+    for i, r in enumerate(meta):
+        known = np.asarray(Image.open(out / labelled_relpath(r["id"]))) > 127
+        region = real_face_region(ds.landmarks[i], known.shape) > 0.5
+        gt = ds[i]["mask"][0].numpy() > 0.5
+        assert (known >= region).all() and (known >= gt).all()  # the region and the visible face are known
+        if not r["occluded"]:
+            assert (known == region).all()
 
 
 def test_held_out_samples_need_a_face_folder(tmp_path):

@@ -254,3 +254,29 @@ def test_the_trivial_and_skin_colour_rows(rec, tmp_path):
         assert skin["occlusion_fraction"][i] == pytest.approx(1 - m.sum() / phi.sum(), abs=1e-6)
     assert ev.parse_checkpoint_arg("Skin=a.pt:skin").segmentation == "skin"
     assert ev.parse_checkpoint_arg("All=a.pt:all").segmentation == "all"
+
+
+def test_masks_are_scored_where_the_truth_is_known(rec, tmp_path):
+    """A real sample's ``_labelled_mask.png``: the segmentation metrics count Φ · labelled only (closed forms with
+    M = Φ); the reconstruction error and samples without the file are unchanged."""
+    root = _dataset(tmp_path / "d")
+    plain = ev.evaluate_reconstructor(rec, ev.read_eval_dataset(root))
+    rng = np.random.default_rng(5)
+    known = (rng.random((SIZE, SIZE)) > 0.4).astype(np.uint8) * 255
+    Image.fromarray(known).save(root / "masks" / "1_labelled_mask.png")
+    samples = ev.read_eval_dataset(root)
+    assert [s.labelled is not None for s in samples] == [False, True, False]
+    values = ev.evaluate_reconstructor(rec, samples)
+    with torch.no_grad():
+        phi = rec.renderer(torch.zeros(1, rec.layout.size)).region[0, 0].double().numpy()
+    _, gt = _files(root, "1")
+    w = phi * (known > 127)
+    share = (gt * w).sum() / w.sum()
+    assert values["acc"][1] == pytest.approx(share) and values["f1"][1] == pytest.approx(2 * share / (1 + share))
+    assert values["f1"][1] != pytest.approx(plain["f1"][1])
+    for k in ("f1", "acc", "rmse"):
+        assert values[k][[0, 2]].tolist() == pytest.approx(plain[k][[0, 2]].tolist())
+    assert values["rmse"][1] == pytest.approx(plain["rmse"][1])
+    Image.fromarray(known[:-1]).save(root / "masks" / "1_labelled_mask.png")
+    with pytest.raises(ValueError, match="1_labelled_mask.png"):
+        ev.evaluate_reconstructor(rec, ev.read_eval_dataset(root))

@@ -4,6 +4,9 @@ Folder format (``DATASET_FORMAT``)::
 
     images/<id>.png                        224² RGB
     masks/<id>_visible_skin_mask.png       GT visible face (1 = visible skin)
+    masks/<id>_labelled_mask.png           real faces only: where that truth is known (1 = the landmark face
+                                           region or an occluder pixel, occrecon.data.synth.labelled_region);
+                                           synthetic samples are labelled everywhere
     landmarks.csv                          authors' format: images/<id>.png,x1,y1,...,x68,y68 (NaN: no landmark)
     meta.jsonl                             one JSON record per sample, sorted by id: id, kind (synthetic|real),
                                            identity, occluded, occluded_fraction, occluders [{name, kind, licence}],
@@ -31,7 +34,7 @@ from .ibug import IBUG_FLIP
 from .warp import similarity_matrix
 
 __all__ = ["DATASET_FORMAT", "AUGMENT_SHIFT", "AUGMENT_SCALE", "AUGMENT_ROTATION", "AUGMENT_FLIP_P",
-           "image_relpath", "mask_relpath", "write_sample_files", "finish_dataset", "read_meta", "FaceDataset",
+           "image_relpath", "mask_relpath", "labelled_relpath", "write_sample_files", "finish_dataset", "read_meta", "FaceDataset",
            "random_augmentation", "augment", "split_ids", "DatasetError", "write_landmark_table",
            "read_landmark_table"]
 
@@ -52,6 +55,11 @@ def mask_relpath(sample_id: str) -> str:
     return f"masks/{sample_id}_visible_skin_mask.png"
 
 
+def labelled_relpath(sample_id: str) -> str:
+    """The real sample's known-truth mask (:func:`occrecon.data.synth.labelled_region`); absent for renders."""
+    return f"masks/{sample_id}_labelled_mask.png"
+
+
 def write_sample_files(root: str | Path, sample) -> dict:
     """Write one :class:`~occrecon.data.synth.Sample`'s image and mask PNGs under ``root``; returns its record
     ``{"meta", "landmarks" (68, 2), "theta" (P,) | None}`` for :func:`finish_dataset`."""
@@ -64,6 +72,10 @@ def write_sample_files(root: str | Path, sample) -> dict:
     (root / "masks").mkdir(parents=True, exist_ok=True)
     Image.fromarray(sample.image).save(root / image_relpath(sample.id), compress_level=1)
     write_mask(root / mask_relpath(sample.id), sample.mask)
+    if sample.kind == "real":
+        from .synth import labelled_region
+
+        write_mask(root / labelled_relpath(sample.id), labelled_region(sample.region, sample.occluder_alpha))
     return {"meta": sample.meta(), "landmarks": np.asarray(sample.landmarks, np.float32), "theta": sample.theta}
 
 
@@ -93,6 +105,7 @@ def finish_dataset(root: str | Path, records: Iterable[dict], info: dict) -> Pat
               "images/<id>.png: 224x224 RGB. masks/<id>_visible_skin_mask.png: 1 = visible face skin (face region",
               "minus occluders with alpha >= 0.5). Face region: synthetic = rendered region Phi; real = convex hull of",
               "the jaw contour and the raised eyebrows (occrecon.data.synth.real_face_region).",
+              "masks/<id>_labelled_mask.png (real faces): 1 where that truth is known (face region or occluder).",
               "landmarks.csv: images/<id>.png,x1,y1,...,x68,y68 in crop pixels (pixel centre at +0.5); NaN where the",
               "face model has no landmark vertex (SFM: jaw contour except the chin, inner mouth corners).",
               "meta.jsonl: id, kind, identity, occluded, occluded_fraction, occluders (name, kind, licence), seed,",

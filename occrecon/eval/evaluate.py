@@ -4,6 +4,7 @@ Dataset folder (written by ``occrecon data synth``)::
 
     images/<id>.png                         aligned RGB crops (resized to the checkpoint's crop size if needed)
     masks/<id>_visible_skin_mask.png        GT visible face, white (255, or 1 in a 0/1 PNG) = visible skin
+    masks/<id>_labelled_mask.png            optional (real faces): where that truth is known; masks are scored there
     meta.jsonl                              one JSON object per line with at least "id" and "occluded" (bool)
 
 Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects the segmentation that is scored:
@@ -18,7 +19,9 @@ Each checkpoint is given as ``NAME=PATH`` or ``NAME=PATH:MODE``. MODE selects th
 ``NAME=fit`` or ``NAME=fit:PRESET`` (``fast``, ``quality``) is the fitting engine alone (no network: each image
 fitted from the mean face with the dataset's landmarks, ``--model`` or the shipped model; its robust mask scored).
 
-Per image: ACC/PPV/TPR/F1 inside Φ, binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
+Per image: ACC/PPV/TPR/F1 inside Φ (and, where the sample has a labelled mask, inside it: on a real photo Φ's
+forehead above the raised brows and its rim beyond the jaw may be skin, hair or background, whose truth is unknown,
+:func:`occrecon.data.synth.labelled_region`), binarised (M > 0.5) and soft; RMSE and MAE (0-255) over GT-visible face pixels
 inside Φ (``visible = GT · Φ``; the render clamped to [0, 1] as a saved image would be); the occlusion fraction
 ``1 − Σ M / Σ Φ``. Summaries (mean ± std, NaN-aware) on the ``Unoccluded``, ``Occluded`` and ``Overall`` subsets.
 
@@ -40,7 +43,7 @@ import torch
 
 from .metrics import (DEFAULT_THRESHOLD, LOWER_IS_BETTER, PairedDifference, Summary, paired_difference,
                       reconstruction_errors, segmentation_metrics, summarise)
-from ..data.dataset import image_relpath, mask_relpath, read_meta
+from ..data.dataset import image_relpath, labelled_relpath, mask_relpath, read_meta
 from .table import format_table
 
 __all__ = ["EvalSample", "CheckpointSpec", "SEGMENTATION_MODES", "SUBSETS", "read_eval_dataset", "read_id_list",
@@ -61,12 +64,14 @@ PAIRED_KEYS = ("f1", "soft_f1", "rmse", "mae")
 
 @dataclass(frozen=True)
 class EvalSample:
-    """One dataset entry: ``id``, image and GT-mask paths, and whether it is occluded."""
+    """One dataset entry: ``id``, image and GT-mask paths, whether it is occluded, and the mask of the pixels whose
+    truth is known (None: all of them)."""
 
     id: str
     image: Path
     mask: Path
     occluded: bool
+    labelled: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,8 @@ def read_eval_dataset(root: str | Path, ids: Sequence[str] | None = None) -> lis
         for p in (image, mask):
             if not p.is_file():
                 raise FileNotFoundError(f"{meta}: sample {rec['id']!r}: {p} is missing")
-        samples.append(EvalSample(rec["id"], image, mask, rec["occluded"]))
+        labelled = root / labelled_relpath(rec["id"])
+        samples.append(EvalSample(rec["id"], image, mask, rec["occluded"], labelled if labelled.is_file() else None))
     if ids is None:
         return samples
     by_id = {s.id: s for s in samples}
@@ -155,8 +161,10 @@ def _landmarks(samples: Sequence[EvalSample], size: tuple[int, int]) -> torch.Te
     return torch.stack(out)
 
 
-def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``(B, 3, H, W)`` float [0, 1] and GT masks ``(B, 1, H, W)`` {0, 1}, resized to ``size`` if needed."""
+def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images ``(B, 3, H, W)`` float [0, 1], GT masks and labelled masks ``(B, 1, H, W)`` {0, 1} (all ones for a
+    sample without one), resized to ``size`` if needed."""
     from PIL import Image  # noqa: PLC0415
 
     def read(path: Path, mode: str) -> np.ndarray:
@@ -166,22 +174,29 @@ def _load_batch(samples: Sequence[EvalSample], size: tuple[int, int]) -> tuple[t
         except (OSError, ValueError) as exc:  # corrupt or truncated file, unknown format
             raise ValueError(f"{path}: cannot read the image ({exc})") from None
 
-    images, masks = [], []
-    for s in samples:
-        img = torch.from_numpy(read(s.image, "RGB").astype(np.float32) / 255.0).permute(2, 0, 1)
-        grey = read(s.mask, "L")
+    def read_mask(path: Path, shape) -> torch.Tensor:
+        grey = read(path, "L")
         # 0/255 masks (threshold at mid-grey) and 0/1-valued masks (any non-zero value) are both accepted
         m = torch.from_numpy((grey > (0 if grey.max() <= 1 else 127)).astype(np.float32))[None]
-        if img.shape[1:] != m.shape[1:]:
-            raise ValueError(f"{s.mask}: size {tuple(m.shape[1:])} differs from its image {tuple(img.shape[1:])}")
+        if tuple(m.shape[1:]) != tuple(shape):
+            raise ValueError(f"{path}: size {tuple(m.shape[1:])} differs from its image {tuple(shape)}")
+        return m
+
+    images, masks, known = [], [], []
+    for s in samples:
+        img = torch.from_numpy(read(s.image, "RGB").astype(np.float32) / 255.0).permute(2, 0, 1)
+        m = read_mask(s.mask, img.shape[1:])
+        k = read_mask(s.labelled, img.shape[1:]) if s.labelled is not None else torch.ones_like(m)
         if tuple(img.shape[1:]) != tuple(size):
             # area filter when shrinking (as training resizes its crops), bilinear when enlarging
             mode = "area" if img.shape[1] >= size[0] and img.shape[2] >= size[1] else "bilinear"
             img = torch.nn.functional.interpolate(img[None], size=size, mode=mode)[0].clamp(0, 1)
             m = (torch.nn.functional.interpolate(m[None], size=size, mode="area")[0] > 0.5).float()
+            k = (torch.nn.functional.interpolate(k[None], size=size, mode="area")[0] > 0.5).float()
         images.append(img)
         masks.append(m)
-    return torch.stack(images), torch.stack(masks)
+        known.append(k)
+    return torch.stack(images), torch.stack(masks), torch.stack(known)
 
 
 def parse_checkpoint_arg(text: str) -> CheckpointSpec:
@@ -247,8 +262,8 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
 
     for start in tqdm(range(0, len(samples), batch_size), desc="evaluate", unit="batch", disable=not progress):
         chunk = samples[start:start + batch_size]
-        images, gt = _load_batch(chunk, rec.image_size)
-        images, gt = images.to(device), gt.to(device)
+        images, gt, known = _load_batch(chunk, rec.image_size)
+        images, gt, known = images.to(device), gt.to(device), known.to(device)
         if fitting:
             res = rec(images, all_landmarks[start:start + batch_size].to(device))
         else:
@@ -266,8 +281,9 @@ def evaluate_reconstructor(rec, samples: Sequence[EvalSample], segmentation: str
             mask = res.mask
         mask = mask.clamp(0.0, 1.0)
         values = {}
-        values.update(segmentation_metrics(mask, gt, region, threshold=threshold))
-        values.update({f"soft_{k}": v for k, v in segmentation_metrics(mask, gt, region, threshold=None).items()})
+        scored = region * known  # Φ, where the truth is known
+        values.update(segmentation_metrics(mask, gt, scored, threshold=threshold))
+        values.update({f"soft_{k}": v for k, v in segmentation_metrics(mask, gt, scored, threshold=None).items()})
         values.update(reconstruction_errors(images, res.image.clamp(0.0, 1.0), gt * region))
         values["occlusion_fraction"] = res._replace(mask=mask).occlusion_fraction.double()
         for k in VALUE_KEYS:
