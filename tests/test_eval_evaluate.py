@@ -280,3 +280,16 @@ def test_masks_are_scored_where_the_truth_is_known(rec, tmp_path):
     Image.fromarray(known[:-1]).save(root / "masks" / "1_labelled_mask.png")
     with pytest.raises(ValueError, match="1_labelled_mask.png"):
         ev.evaluate_reconstructor(rec, ev.read_eval_dataset(root))
+
+
+def test_the_medians_table_matches_numpy():
+    """The report's medians: per method, the occluded subset's ACC / F1 / RMSE, the unoccluded subset's RMSE and
+    kept share 1 − occlusion fraction, NaN values left out (hand-computed values)."""
+    occ = [False, True, True, True, False]
+    per = {"f1": [0.1, 0.9, None, 0.5, 0.2], "acc": [0.0, 0.6, 0.8, 0.7, 0.0], "rmse": [10.0, 30.0, 20.0, 40.0, 14.0],
+           "occlusion_fraction": [0.04, 0.5, 0.5, 0.5, 0.1]}
+    text = ev.format_medians(_result({"A": per}, occ))
+    row = text.splitlines()[-1].split()
+    assert row == ["A", "0.700", "0.700", "30.00", "12.00", "0.930"]  # median F1 of (0.9, 0.5); kept (0.96, 0.9)
+    md = ev.format_medians(_result({"A": per, "B": {}}, occ), markdown=True)
+    assert "| A | 0.700 | 0.700 | 30.00 | 12.00 | 0.930 |" in md and "| B | 0.500 | 0.500 | 0.50 | 0.50 | 0.500 |" in md

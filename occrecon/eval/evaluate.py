@@ -349,12 +349,43 @@ def format_report(result: dict, markdown: bool = False, paired_with: str | None 
         format_table(soft, SUBSETS, SEG_KEYS, markdown=markdown, title="Segmentation, soft M"),
         format_table(summaries, SUBSETS, ("rmse", "mae"), markdown=markdown,
                      title="Reconstruction error over visible face pixels (0-255)"),
+        format_medians(result, markdown),
     ]
     if paired_with is not None:
         diffs = paired_differences(result, paired_with)
         if diffs:
             tables.append(format_paired(diffs, paired_with, markdown))
     return "\n\n".join(tables)
+
+
+#: The medians table: (title, subset, per-image key, transform).
+MEDIAN_COLUMNS = (("occluded ACC", "Occluded", "acc", None), ("occluded F1", "Occluded", "f1", None),
+                  ("occluded RMSE", "Occluded", "rmse", None), ("unoccluded RMSE", "Unoccluded", "rmse", None),
+                  ("unoccluded kept ΣM/ΣΦ", "Unoccluded", "occlusion_fraction", lambda v: 1.0 - v))
+
+
+def format_medians(result: dict, markdown: bool = False) -> str:
+    """Per-image medians of each method of an :func:`evaluate` result (:data:`MEDIAN_COLUMNS`: the occluded
+    subset's ACC, F1 and RMSE, the unoccluded subset's RMSE and the share of Φ its mask keeps), NaN-aware."""
+    pick = _subset_masks(result["occluded"])
+    head = ["Method"] + [c[0] for c in MEDIAN_COLUMNS]
+    rows = []
+    for name, m in result["methods"].items():
+        cells = [name]
+        for _, subset, key, fn in MEDIAN_COLUMNS:
+            v = np.array([np.nan if x is None else x for x in m["per_image"][key]], np.float64)[pick[subset]]
+            v = v[np.isfinite(v)]
+            med = float(np.median(fn(v) if fn else v)) if len(v) else float("nan")
+            cells.append("-" if math.isnan(med) else f"{med:.2f}" if key == "rmse" else f"{med:.3f}")
+        rows.append(cells)
+    title = "Medians per image"
+    if markdown:
+        lines = [f"**{title}**", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines)
+    widths = [max(len(r[i]) for r in [head] + rows) for i in range(len(head))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([title, fmt(head)] + [fmt(r) for r in rows])
 
 
 def format_paired(diffs: dict[str, dict[str, dict[str, PairedDifference]]], base: str, markdown: bool = False) -> str:
