@@ -53,6 +53,21 @@ def test_atomic_save_creates_folders(tmp_path):
     assert torch.equal(torch.load(p, weights_only=True)["a"], torch.ones(2))
 
 
+def test_atomic_save_gives_the_mode_of_a_plain_open(tmp_path):
+    """Not mkstemp's 0600: an exported checkpoint that ships must be readable by others (umask 022: 0644)."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        p = atomic_save({"a": torch.ones(1)}, tmp_path / "m.pt")
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_save({}, tmp_path / "n.pt").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)
+
+
 def test_load_errors_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="no checkpoint file"):
         Checkpoint.load(tmp_path / "missing.pt")
