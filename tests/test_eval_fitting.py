@@ -55,6 +55,19 @@ def test_evaluate_fit_command_end_to_end(tmp_path, capsys):
     fit, mean = res["clean"]["fit"], res["clean"]["mean face (θ=0)"]
     assert all(f < m for f, m in zip(fit["lm_iod"], mean["lm_iod"]))  # the fit beats the mean face on both
     assert (tmp_path / "fit_eval.md").read_text().startswith("Faces: 2 clean")
+    # --no-fit: the same mean face and encoder values, no fitting-engine row
+    quick = tmp_path / "quick"
+    assert main(["evaluate-fit", "--limit", "2", "--no-fit", "--out", str(quick)]) == 0
+    q = json.loads((quick / "fit_eval.json").read_text())
+    assert set(q["clean"]) == {"mean face (θ=0)", "encoder"}
+    for version in ("clean", "occluded"):
+        for m in q[version]:
+            for k in ("lm_iod", "rmse", "f1"):
+                if k in res[version][m]:
+                    assert q[version][m][k] == res[version][m][k], (version, m, k)
+    capsys.readouterr()
+    assert main(["evaluate-fit", "--no-fit", "--no-encoder", "--out", str(quick)]) == 2
+    assert "--no-fit" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(assets.shared_dir(required=False) is None

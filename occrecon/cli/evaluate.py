@@ -140,6 +140,8 @@ def add_evaluate_parser(sub) -> argparse.ArgumentParser:
 def run_evaluate_fit(args: argparse.Namespace) -> int:
 
     rec = None  # the checkpoint or model first: a bad one is reported before the faces are read
+    if args.no_fit and args.no_encoder:
+        raise ValueError("--no-fit with --no-encoder: nothing to evaluate but the mean face")
     if not args.no_encoder:
         rec = Reconstructor.from_checkpoint(args.checkpoint or BUNDLED_CHECKPOINT, trusted=args.trusted)
     model = rec.model if rec is not None else resolve_model(args.model)
@@ -155,7 +157,7 @@ def run_evaluate_fit(args: argparse.Namespace) -> int:
     pairs, failures = prepare_cases(held, size, seed=args.seed, progress=sys.stderr.isatty())
     print(f"prepared {len(pairs)} faces in {time.perf_counter() - t0:.0f} s")
     result = evaluate_fit(pairs, model=model, fit_config=args.preset, encoder_rec=rec, batch_size=args.batch_size,
-                          encoder_init=args.encoder_init)
+                          encoder_init=args.encoder_init, fit=not args.no_fit)
     result["failures"] = failures
     report = format_fit_report(result, markdown=True)
     print(report)
@@ -200,6 +202,7 @@ def add_evaluate_fit_parser(sub) -> argparse.ArgumentParser:
                                    "with a learned albedo)")
     p.add_argument("--size", type=int, default=128, help="crop size with --no-encoder (default 128)")
     p.add_argument("--encoder-init", action="store_true", help="also fit from the encoder's prediction")
+    p.add_argument("--no-fit", action="store_true", help="score the mean face and the encoder only (no fitting)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--figure", help="also write the photo | encoder | fit | mask picture here (PNG or JPEG), made "
                                     "of held-out faces whose images are published under a licence")

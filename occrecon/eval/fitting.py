@@ -203,7 +203,7 @@ def _full_gamma(theta: torch.Tensor, layout, ambient: float) -> torch.Tensor:
 
 
 def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int = 16, encoder_init: bool = False,
-                 log=print) -> dict:
+                 fit: bool = True, log=print) -> dict:
     """Run every method on every case; returns ``{version: {method: {metric: (N,) array}}, "ids": ...}``.
 
     Args:
@@ -212,6 +212,7 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
         fit_config: an :class:`~occrecon.fit.ImageFitConfig` or preset name.
         encoder_rec: an :class:`~occrecon.api.Reconstructor` with an encoder (the bundled model), or None.
         encoder_init: also run the fit initialised by the encoder ("encoder + fit").
+        fit: run the fitting engine (False: the mean face and the encoder only, which needs ``encoder_rec``).
     """
     from ..render.camera import default_camera
     from ..fit import fit_image, fit_preset
@@ -219,6 +220,8 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
     from ..losses.robust import PAPER_XI, pseudo_mask
     from ..render import FaceRenderer
 
+    if not fit and encoder_rec is None:
+        raise ValueError("fit=False needs an encoder (encoder_rec): there would be nothing but the mean face to score")
     cfg = fit_preset(fit_config)
     size = pairs[0][0].crop.shape[0]
     renderer = FaceRenderer(model, camera=default_camera(size))
@@ -253,19 +256,22 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                                           mask=eo.mask, eq9=pseudo_mask(img, eo.image, eo.region, PAPER_XI),
                                           eq9_smooth=robust_mask(img, eo.image, eo.region, cfg.xi_for(encoder_rec.model),
                                                                  cfg.mask_window))
-            fr = fit_image(renderer, img, lm, config=cfg)
-            if version == "clean":  # where the clean fit sees the face: the normals the light is compared on
+            fr = fit_image(renderer, img, lm, config=cfg) if fit else None
+            if fr is None:
+                pass
+            elif version == "clean":  # where the clean fit sees the face: the normals the light is compared on
                 put("fit", "seen_normals_basis", _seen_normals_basis(renderer, fr.theta, img))
-            if fr.landmark_fit is not None:
+            if fr is not None and fr.landmark_fit is not None:
                 with torch.no_grad():
                     first = renderer(fr.initial_theta)
                 methods["landmark fit + RANSAC light"] = dict(theta=fr.initial_theta, image=first.image,
                                                               region=first.region, landmarks=first.landmarks,
                                                               mask=None)
-            methods["fit"] = dict(theta=fr.theta, image=fr.image, region=fr.region, landmarks=fr.landmarks,
-                                  mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float(),
-                                  eq9=pseudo_mask(img, fr.image, fr.region, PAPER_XI))
-            if encoder_init and enc_theta is not None:
+            if fr is not None:
+                methods["fit"] = dict(theta=fr.theta, image=fr.image, region=fr.region, landmarks=fr.landmarks,
+                                      mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float(),
+                                      eq9=pseudo_mask(img, fr.image, fr.region, PAPER_XI))
+            if fit and encoder_init and enc_theta is not None:
                 fe = fit_image(renderer, img, lm, init=enc_theta, config=cfg)
                 methods["encoder + fit"] = dict(theta=fe.theta, image=fe.image, region=fe.region,
                                                 landmarks=fe.landmarks, mask=fe.mask)
