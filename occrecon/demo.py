@@ -98,14 +98,26 @@ def run_neighbour_demo(out_dir: Path, image: Path | None = None, points: Path | 
     return results
 
 
+#: The demo's methods, in table order, and its per-face metrics (see :func:`run_reconstruction_demo`).
+DEMO_METHODS = ("mean face (θ=0)", "encoder", "encoder + fit")
+DEMO_METRICS = ("lm", "rmse", "kept", "acc", "f1", "all_acc", "all_f1", "eq9_acc", "eq9_f1", "frac_clean", "frac_occ")
+
+
 def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed: int = 0, rows: int = 8,
                             fit: str | None = "fast", trusted: bool = False) -> dict:
-    """Reconstruct the development faces and the astronaut, clean and with random occluders, with the encoder alone
-    and with the encoder's prediction refined by the fitting engine; write ``reconstruction.png`` (per face: target |
-    encoder render | encoder mask | fitted render | fitted mask, clean then occluded; occluded Φ pixels in red) and
-    return per-face numbers: the occlusion fraction of the clean and the occluded crop, the F1 of each mask against
-    the exact ground truth of the pasted occluders (inside Φ where the truth is known, positive class = visible face) beside the F1 of "all of
-    Φ is face", and the landmark error (mean distance to dlib's points on the clean crop / outer-corner IOD).
+    """Reconstruct the development faces and the astronaut (real photos no training saw), clean and with random
+    occluders pasted on (exact ground truth), with the mean face (θ = 0: the trivial baseline), the encoder + UNet
+    alone, and the encoder's prediction refined by the fitting engine; score each as the acceptance of the shipped
+    model does, write ``reconstruction.png`` (the medians on top; per face: target | render | mask of each method,
+    clean then occluded, occluded Φ pixels in red, its F1 scores beside) and ``reconstruction.json``.
+
+    Per face and method (``DEMO_METRICS``): ``lm`` the landmark error on the clean photo (mean distance to dlib's
+    points over the mapped landmarks / outer-corner IOD); ``rmse`` the visible-skin RMSE (0-255) on the clean photo
+    (Φ ∩ the landmark face region); ``kept`` Σ M / Σ Φ on the clean photo; ``acc``, ``f1`` of the mask on the
+    occluded photo against the exact ground truth (inside Φ where the truth is known,
+    :func:`occrecon.data.synth.labelled_region`; positive class = visible face), beside ``all_*`` ("everything in
+    Φ is face") and ``eq9_*`` (the eq. 9 pseudo-mask of the method's render, ξ = 0.17); ``frac_clean`` /
+    ``frac_occ`` the occluded share 1 − Σ M / Σ Φ of the clean / occluded photo.
 
     Args:
         out_dir: output folder.
@@ -114,13 +126,20 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
         rows: faces shown in the PNG (all faces are scored).
         fit: the fit preset (``"fast"``, ``"quality"``), or None for the encoder alone.
         trusted: read a checkpoint that needs a full unpickle (see :func:`occrecon.api.read_checkpoint`).
+
+    Returns:
+        ``{"checkpoint", "png", "json", "fit", "methods", "faces": [{"face", method: {metric: value}}],
+        "median": {method: {metric: value}}, "paired": {method: {"f1_vs_all", "acc_vs_all", "f1_vs_eq9"}:
+        (mean, standard error)}}``.
     """
-    from .api import Reconstructor
+    import json
+
+    from .api import ReconOutput, Reconstructor, overlay
     from .data.landmarks import DlibDetector
     from .data.occluders import OccluderLibrary
     from .data.synth import SynthConfig, labelled_region, load_real_faces, occlude, real_face_region
-    from .eval.metrics import segmentation_metrics
-    from .api import overlay
+    from .eval.metrics import reconstruction_errors, segmentation_metrics
+    from .losses.robust import PAPER_XI, pseudo_mask
 
     checkpoint = Path(checkpoint) if checkpoint is not None else BUNDLED_CHECKPOINT
     if not checkpoint.is_file():
@@ -131,7 +150,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     library = OccluderLibrary(permissive_only=True)
     config = SynthConfig(size=size, occluded_fraction=1.0)
     detector = DlibDetector(fallback_thresholds=(-0.5, -1.0))
-    clean, occluded, truth, known, lm_clean, lm_occ = [], [], [], [], [], []
+    clean, occluded, truth, known, face_region, lm_clean, lm_occ = [], [], [], [], [], [], []
     for i, face in enumerate(faces):
         region = real_face_region(face.landmarks, (size, size))
         rng = np.random.default_rng([seed, i])
@@ -141,56 +160,110 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
         occluded.append(torch.from_numpy(img8).permute(2, 0, 1).float() / 255.0)
         truth.append(torch.from_numpy(mask)[None])
         known.append(torch.from_numpy(labelled_region(region, alpha))[None])
+        face_region.append(torch.from_numpy(region)[None])
         lm_clean.append(torch.from_numpy(face.landmarks))
         found = detector(img8) if fit is not None else None  # as a user would: detect on the occluded photo
         lm_occ.append(torch.from_numpy(found.points) if found is not None else torch.full((68, 2), float("nan")))
     clean, occluded, truth, known = torch.stack(clean), torch.stack(occluded), torch.stack(truth), torch.stack(known)
-    lm_clean, lm_occ = torch.stack(lm_clean), torch.stack(lm_occ)
-    runs = {"encoder": (rec(clean, fit=None), rec(occluded, fit=None))}
+    face_region, lm_clean, lm_occ = torch.stack(face_region).float(), torch.stack(lm_clean), torch.stack(lm_occ)
+    with torch.no_grad():
+        theta0 = rec.layout.zeros(len(faces))
+        r0 = rec.renderer(theta0)
+    zero = ReconOutput(theta0, r0.image, r0.region, r0.region, r0.landmarks)  # its mask: all of Φ
+    runs = {"mean face (θ=0)": (zero, zero), "encoder": (rec(clean, fit=None), rec(occluded, fit=None))}
     if fit is not None:
-        runs["fit"] = (rec(clean, lm_clean, fit=fit), rec(occluded, lm_occ, fit=fit))
+        runs["encoder + fit"] = (rec(clean, lm_clean, fit=fit), rec(occluded, lm_occ, fit=fit))
     iod = (lm_clean[:, 36] - lm_clean[:, 45]).norm(dim=-1)
-    stats = {}
+    mapped = rec.model.landmarks >= 0
+    stats: dict[str, dict[str, np.ndarray]] = {}
     for name, (o_clean, o_occ) in runs.items():
+        m_clean, m_occ = o_clean.mask, o_occ.mask
         scored = o_occ.region * known  # where the truth is known (labelled_region)
-        stats[name] = {"f1": segmentation_metrics(o_occ.mask, truth, scored)["f1"],
-                       "f1_all": segmentation_metrics(o_occ.region, truth, scored)["f1"],
-                       "frac_clean": o_clean.occlusion_fraction, "frac_occ": o_occ.occlusion_fraction,
-                       "lm": (o_clean.landmarks - lm_clean).norm(dim=-1).nanmean(1) / iod}
-    rows_img = []
+        seg = segmentation_metrics(m_occ.clamp(0, 1), truth, scored)
+        every = segmentation_metrics(o_occ.region, truth, scored)
+        eq9 = segmentation_metrics(pseudo_mask(occluded, o_occ.image, o_occ.region, PAPER_XI), truth, scored)
+        phi_c, phi_o = o_clean.region.sum((1, 2, 3)).clamp_min(1), o_occ.region.sum((1, 2, 3)).clamp_min(1)
+        kept = m_clean.clamp(0, 1).sum((1, 2, 3)) / phi_c
+        lm = (o_clean.landmarks - lm_clean).norm(dim=-1)[:, mapped].nanmean(1) / iod
+        rmse = reconstruction_errors(clean, o_clean.image.clamp(0, 1), face_region * o_clean.region)["rmse"]
+        vals = {"lm": lm, "rmse": rmse, "kept": kept, "acc": seg["acc"], "f1": seg["f1"], "all_acc": every["acc"],
+                "all_f1": every["f1"], "eq9_acc": eq9["acc"], "eq9_f1": eq9["f1"], "frac_clean": 1 - kept,
+                "frac_occ": 1 - m_occ.clamp(0, 1).sum((1, 2, 3)) / phi_o}
+        stats[name] = {k: v.detach().double().numpy() for k, v in vals.items()}
+    methods = list(runs)
+    median = {m: {k: float(np.nanmedian(stats[m][k])) for k in DEMO_METRICS} for m in methods}
+
+    def paired(a, b):
+        d = a - b
+        d = d[np.isfinite(d)]
+        return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+
+    pairs = {m: {"f1_vs_all": paired(stats[m]["f1"], stats[m]["all_f1"]),
+                 "acc_vs_all": paired(stats[m]["acc"], stats[m]["all_acc"]),
+                 "f1_vs_eq9": paired(stats[m]["f1"], stats[m]["eq9_f1"])} for m in methods[1:]}
+    if fit is not None:
+        pairs["encoder + fit"]["rmse_vs_encoder"] = paired(stats["encoder + fit"]["rmse"], stats["encoder"]["rmse"])
+
+    # the picture: the medians on top, then one row per face with its F1 scores beside
+    shown = methods[1:]
+    rows_img, labels = [], []
     for i in range(min(rows, len(faces))):
         cells = []
         for v, images in ((0, clean), (1, occluded)):
-            cells.append(overlay(images, runs["encoder"][v], i))
-            if fit is not None:
-                cells.append(overlay(images, runs["fit"][v], i)[:, size:])
+            for j, name in enumerate(shown):
+                cell = overlay(images, runs[name][v], i)
+                cells.append(cell if j == 0 else cell[:, size:])  # the photo once per version
         rows_img.append(np.concatenate(cells, axis=1))
+        labels.append(f"{faces[i].name[:14]}: " + " | ".join(
+            f"{name} lm {stats[name]['lm'][i]:.3f} F1 {stats[name]['f1'][i]:.3f} (all-Φ {stats[name]['all_f1'][i]:.3f})"
+            for name in shown))
+    header = [f"occrecon demo: {checkpoint.name}, {len(faces)} real photos no training saw (medians); columns per "
+              "method: render | mask (red = rejected), clean photo then occluded"] + \
+        format_demo_table(median, methods).splitlines()
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "reconstruction.png"
-    Image.fromarray(np.concatenate(rows_img, axis=0)).save(png)
-    enc = stats["encoder"]
-    per_face = []
-    for i, f in enumerate(faces):
-        row = {"face": f.name, "occlusion_fraction_clean": float(enc["frac_clean"][i]),
-               "occlusion_fraction_occluded": float(enc["frac_occ"][i]), "f1_occluded": float(enc["f1"][i]),
-               "f1_all_visible": float(enc["f1_all"][i]), "landmark_error": float(enc["lm"][i])}
-        if fit is not None:
-            fs = stats["fit"]
-            row.update(fit_occlusion_fraction_clean=float(fs["frac_clean"][i]),
-                       fit_occlusion_fraction_occluded=float(fs["frac_occ"][i]), fit_f1_occluded=float(fs["f1"][i]),
-                       fit_f1_all_visible=float(fs["f1_all"][i]), fit_landmark_error=float(fs["lm"][i]))
-        per_face.append(row)
-
-    def mean(key):
-        return float(np.nanmean([r[key] for r in per_face]))
-
-    out = {"checkpoint": str(checkpoint), "png": str(png), "faces": per_face, "fit": fit,
-           "mean_f1_occluded": mean("f1_occluded"), "mean_fraction_clean": mean("occlusion_fraction_clean"),
-           "mean_fraction_occluded": mean("occlusion_fraction_occluded"), "mean_landmark_error": mean("landmark_error"),
-           "mean_f1_all_visible": mean("f1_all_visible")}
-    if fit is not None:
-        out.update(fit_mean_f1_occluded=mean("fit_f1_occluded"), fit_mean_f1_all_visible=mean("fit_f1_all_visible"),
-                   fit_mean_fraction_clean=mean("fit_occlusion_fraction_clean"),
-                   fit_mean_fraction_occluded=mean("fit_occlusion_fraction_occluded"),
-                   fit_mean_landmark_error=mean("fit_landmark_error"))
+    Image.fromarray(_annotated(rows_img, labels, header)).save(png)
+    per_face = [{"face": f.name, **{m: {k: float(stats[m][k][i]) for k in DEMO_METRICS} for m in methods}}
+                for i, f in enumerate(faces)]
+    out = {"checkpoint": str(checkpoint), "png": str(png), "json": str(out_dir / "reconstruction.json"), "fit": fit,
+           "methods": methods, "faces": per_face, "median": median, "paired": pairs}
+    (out_dir / "reconstruction.json").write_text(json.dumps(out, indent=1, allow_nan=True) + "\n")
     return out
+
+
+def format_demo_table(median: dict, methods) -> str:
+    """The demo's medians as a plain-text table, one row per method (``run_reconstruction_demo``'s ``median``)."""
+    cols = [("lm/IOD", "lm"), ("RMSE", "rmse"), ("kept", "kept"), ("ACC", "acc"), ("F1", "f1"),
+            ("all-Φ ACC", "all_acc"), ("all-Φ F1", "all_f1"), ("eq.9 ACC", "eq9_acc"), ("eq.9 F1", "eq9_f1")]
+    lines = [f"{'method':18s}" + "".join(f"{c:>11s}" for c, _ in cols)]
+    for m in methods:
+        lines.append(f"{m:18s}" + "".join(f"{median[m][k]:11.3f}" if k != "rmse" else f"{median[m][k]:11.2f}"
+                                          for _, k in cols))
+    return "\n".join(lines)
+
+
+def _annotated(rows_img: list[np.ndarray], labels: list[str], header: list[str]) -> np.ndarray:
+    """Stack the face rows under a text header, each under its label line (PIL's built-in font)."""
+    import re
+
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    table = re.compile(r"^\S.*\s{2,}\S")  # a line of format_demo_table
+    width = rows_img[0].shape[1]
+    line_h = 13
+
+    def strip(lines: list[str]) -> np.ndarray:
+        im = Image.new("RGB", (width, line_h * len(lines) + 4), (255, 255, 255))
+        draw = ImageDraw.Draw(im)
+        for k, text in enumerate(lines):
+            text = text.replace("θ", "theta").replace("Φ", "Phi")
+            cells = re.split(r"\s{2,}", text.strip()) if table.match(text) else [text]
+            for c, cell in enumerate(cells):  # table cells at fixed columns (the font is proportional)
+                draw.text((4 + (c and 110 + 70 * (c - 1)), 2 + k * line_h), cell, fill=(0, 0, 0), font=font)
+        return np.asarray(im)
+
+    parts = [strip(header)]
+    for img, label in zip(rows_img, labels):
+        parts += [strip([label]), img]
+    return np.concatenate(parts, axis=0)

@@ -25,39 +25,28 @@ def _demo_neighbour(args: argparse.Namespace) -> None:
 
 
 def _demo_reconstruction(args: argparse.Namespace) -> None:
-    from ..demo import run_reconstruction_demo
+    from ..demo import format_demo_table, run_reconstruction_demo
 
     fit = None if args.fit == "none" else args.fit
     res = run_reconstruction_demo(Path(args.out), checkpoint=Path(args.checkpoint) if args.checkpoint else None,
                                   fit=fit, trusted=args.trusted)
-    print(f"occlusion-robust reconstruction of the development faces and the astronaut ({res['checkpoint']})")
-    print("  each face as it is, and with random occluders pasted on (exact ground-truth mask); the bundled encoder"
-          + (f" alone, then refined by the fitting engine ('{fit}')" if fit else ""))
-    print("  share = occluded share of Φ (clean / occluded photo); F1 of the mask vs the truth on the occluded photo,")
-    print("  beside the F1 of 'all of its Φ is face' (each method has its own Φ);")
-    print("  lm = landmark error on the clean photo / inter-ocular distance")
-    head = f"  {'face':12s} {'encoder: share':>15s} {'F1':>6s} {'all-Φ F1':>8s} {'lm':>6s}"
-    if fit:
-        head += f"   {'fit: share':>12s} {'F1':>6s} {'lm':>6s}   {'all-Φ F1':>8s}"
-    print(head)
-
-    def line(name, r, mean=False):
-        key = (lambda k: f"mean_{k}") if mean else (lambda k: k)
-        text = (f"  {name:12s} {r[key('fraction_clean') if mean else 'occlusion_fraction_clean']:7.3f}/"
-                f"{r[key('fraction_occluded') if mean else 'occlusion_fraction_occluded']:.3f}"
-                f" {r[key('f1_occluded')]:6.3f} {r[key('f1_all_visible')]:8.3f} {r[key('landmark_error')]:6.3f}")
-        if fit:
-            p = "fit_mean_" if mean else "fit_"
-            text += (f"   {r[p + ('fraction_clean' if mean else 'occlusion_fraction_clean')]:5.3f}/"
-                     f"{r[p + ('fraction_occluded' if mean else 'occlusion_fraction_occluded')]:.3f}"
-                     f" {r[p + 'f1_occluded']:6.3f} {r[p + 'landmark_error']:6.3f}   {r[p + 'f1_all_visible']:8.3f}")
-        print(text)
-
-    for f in res["faces"]:
-        line(f["face"][:12], f)
-    line("mean", res, mean=True)
-    print(f"wrote {res['png']}  (per face: target | encoder render | encoder mask"
-          + (" | fitted render | fitted mask" if fit else "") + ", clean then occluded; red = rejected by the mask)")
+    n = len(res["faces"])
+    print(f"occlusion-robust reconstruction of {n} real photos no training saw: the development faces and the "
+          f"astronaut ({res['checkpoint']})")
+    print("  each face as it is, and with random occluders pasted on (exact ground truth); the mean face (θ = 0), the "
+          "encoder + UNet alone" + (f", and the encoder refined by the fitting engine ('{fit}')" if fit else ""))
+    print("  medians over the faces: lm = landmark error on the clean photo / inter-ocular distance; RMSE = visible-"
+          "skin error (0-255) on the clean photo; kept = Σ M / Σ Φ on the clean photo; ACC, F1 of the mask on the "
+          "occluded photo (where the truth is known), beside 'everything in Φ is face' and the eq. 9 pseudo-mask")
+    for line in format_demo_table(res["median"], res["methods"]).splitlines():
+        print("  " + line)
+    print("  paired over the faces (mean ± standard error):")
+    for m, p in res["paired"].items():
+        text = ", ".join(f"{k.replace('_vs_', ' − ').replace('all', 'all-Φ')} {v[0]:+.3f} ± {v[1]:.3f}"
+                         for k, v in p.items())
+        print(f"    {m}: {text}")
+    print(f"wrote {res['png']} (the medians on top; per face: target | render | mask of each method, clean then "
+          f"occluded; red = rejected by the mask) and {res['json']}")
 
 
 def _demo(args: argparse.Namespace) -> int:
