@@ -213,6 +213,11 @@ def test_the_real_face_recipe_configs_run_in_the_tiny_configuration(dataset, tmp
     for name in ("real_faces_supervised_mofa", "real_faces_skin"):
         Trainer(shrink(name, tmp_path / name, init_from=main / "init.pt")).run()
         assert (tmp_path / name / "mofa.pt").is_file()
+    # the all-faces experiment is the same recipe on another dataset folder, nothing else
+    a, b = (TrainConfig.from_yaml(CONFIGS / f"{n}.yaml").to_dict() for n in ("real_faces", "real_faces_all"))
+    assert (a["data"].pop("train"), b["data"].pop("train")) == (["runs/data/real"], ["runs/data/real_all"])
+    assert (a["logging"].pop("out_dir"), b["logging"].pop("out_dir")) == ("runs/real", "runs/real_all")
+    assert a == b
 
 
 def test_evaluate_has_the_fitting_engine_as_a_row(dataset):
