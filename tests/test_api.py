@@ -493,22 +493,22 @@ def test_reconstruct_a_photo_in_memory_every_face_in_photo_coordinates():
 
 
 def test_the_bundled_checkpoint_needs_no_shared_folder():
-    """Its face model lives inside the package (package: path + the Laplacian prior albedo it was trained with),
-    identical to the shared ICT narrow face it was trained on."""
+    """Its face model lives inside the package (package: path, the learned albedo and light prior it was trained
+    with), with the geometry of the shared ICT narrow face, bit for bit."""
     from occrecon.checkpoint import BUNDLED_CHECKPOINT, load_spec_model, read_checkpoint
     from occrecon.assets import package_dir
 
     nets = read_checkpoint(BUNDLED_CHECKPOINT)["nets"]
-    assert nets["model_path"].startswith("package:") and nets["albedo"] == "laplacian-prior"
+    assert nets["model_path"] == "package:models/ict_narrowface_learned.npz" and nets.get("albedo", "model") == "model"
     model, src = load_spec_model(nets, BUNDLED_CHECKPOINT)
-    assert package_dir() in src.resolve().parents and model.albedo_source == "laplacian-prior-K80"
-    assert model.sh_mean is None
+    assert package_dir() in src.resolve().parents and model.albedo_source == "learned"
+    assert model.sh_mean is not None
     shared = assets.shared_dir(required=False)
     if shared is not None:
         from occrecon.morphable import load_model
 
         ref = load_model(shared / "assets/models/ict_narrowface.npz")
-        for key in ("mean", "id_basis", "exp_basis", "albedo_mean", "albedo_basis", "triangles", "landmarks"):
+        for key in ("mean", "id_basis", "exp_basis", "triangles", "landmarks"):
             assert torch.equal(getattr(model, key), getattr(ref, key)), key
     with pytest.raises(ValueError, match="nets.albedo"):
         load_spec_model({**nets, "albedo": "learned?"}, BUNDLED_CHECKPOINT)

@@ -1,6 +1,7 @@
 """The package as a user meets it: build facts, the CLI demo, and the build's guard against a missing torch."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -83,30 +84,34 @@ def test_build_without_torch_fails_with_clear_message(tmp_path):
 
 @pytest.mark.skipif(assets.shared_dir(required=False) is None, reason="shared assets not present")
 def test_reconstruction_demo_with_the_bundled_checkpoint(tmp_path, capsys):
-    """`occrecon demo` (the README's main job) with the shipped checkpoint: every face reconstructed, the mask
-    rejects clearly more of the face once occluders are pasted on, and its F1 against the exact ground truth stays
-    where the shipped model put it (0.61 mean when it was exported; a regression bound, not a quality claim)."""
-    from occrecon.demo import BUNDLED_CHECKPOINT
+    """`occrecon demo` (the README's main job) with the shipped checkpoint: every face reconstructed and scored
+    beside the trivial baselines (the mean face; "everything in Φ is face", the eq. 9 pseudo-mask), the table
+    printed and drawn on the picture. The bounds are regressions of the shipped model (its figures when it was
+    exported are in occrecon/checkpoints/README.md), not quality claims; the acceptance is measured on 500
+    held-out identities (docs/training.md)."""
+    from occrecon.demo import BUNDLED_CHECKPOINT, DEMO_METHODS
 
     assert BUNDLED_CHECKPOINT.is_file()
     assert cli.main(["demo", "reconstruction", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "astronaut" in out and "mean" in out
-    assert "fit:" in out
+    for method in DEMO_METHODS:
+        assert method in out
+    assert "all-Φ F1" in out and "eq.9 F1" in out and "paired" in out
     img = np.asarray(Image.open(tmp_path / "reconstruction.png"))
-    assert img.shape == (8 * 128, 10 * 128, 3)
-    from occrecon.demo import run_reconstruction_demo
-
-    res = run_reconstruction_demo(tmp_path)
+    assert img.shape[1] == 10 * 128 and img.shape[0] > 8 * 128 and img.shape[2] == 3
+    res = json.loads((tmp_path / "reconstruction.json").read_text())
     assert len(res["faces"]) == 18  # 17 development photos + the astronaut
-    assert res["mean_fraction_occluded"] > res["mean_fraction_clean"] + 0.15
-    assert res["mean_f1_occluded"] > 0.55
-    # the fit follows the faces (the encoder's θ barely moves), its mask finds occluders and keeps clean faces,
-    # and is no worse than "all of Φ is face" (0.509 vs 0.505 when this was written; 1-3 occluders per face)
-    assert res["fit_mean_landmark_error"] < 0.5 * res["mean_landmark_error"]
-    assert res["fit_mean_fraction_occluded"] > res["fit_mean_fraction_clean"] + 0.1
-    assert res["fit_mean_fraction_clean"] < 0.15
-    assert res["fit_mean_f1_occluded"] > res["fit_mean_f1_all_visible"] - 0.02
+    med, paired = res["median"], res["paired"]
+    zero, enc, fit = (med[m] for m in DEMO_METHODS)
+    assert zero["kept"] == 1.0 and zero["f1"] == zero["all_f1"]  # the mean face's mask is all of its Φ
+    # the encoder does better than the mean face and its mask than all of Φ (when exported: lm 0.125 vs 0.149,
+    # RMSE 37.9 vs 57.1, F1 +0.137 ± 0.037 and ACC +0.312 over all-Φ, 81 % of a clean face kept)
+    assert enc["lm"] < 0.9 * zero["lm"] and enc["rmse"] < 0.8 * zero["rmse"]
+    assert paired["encoder"]["f1_vs_all"][0] > 0.05 and paired["encoder"]["acc_vs_all"][0] > 0.15
+    assert enc["kept"] > 0.75
+    # the fit refines the encoder: closer landmarks and skin (0.024, RMSE −15.5 ± 1.2), and keeps clean faces
+    assert fit["lm"] < 0.5 * enc["lm"] and paired["encoder + fit"]["rmse_vs_encoder"][0] < -5
+    assert fit["kept"] > 0.9
 
 
 def test_import_refuses_another_torch_than_the_pinned_one(monkeypatch):
