@@ -138,7 +138,7 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     from .data.landmarks import DlibDetector
     from .data.occluders import OccluderLibrary
     from .data.synth import SynthConfig, labelled_region, load_real_faces, occlude, real_face_region
-    from .eval.metrics import reconstruction_errors, segmentation_metrics
+    from .eval.metrics import paired_difference, reconstruction_errors, segmentation_metrics
     from .losses.robust import PAPER_XI, pseudo_mask
 
     checkpoint = Path(checkpoint) if checkpoint is not None else BUNDLED_CHECKPOINT
@@ -193,10 +193,9 @@ def run_reconstruction_demo(out_dir: Path, checkpoint: Path | None = None, seed:
     methods = list(runs)
     median = {m: {k: float(np.nanmedian(stats[m][k])) for k in DEMO_METRICS} for m in methods}
 
-    def paired(a, b):
-        d = a - b
-        d = d[np.isfinite(d)]
-        return float(d.mean()), float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+    def paired(a, b):  # (mean, standard error) of the per-face differences
+        d = paired_difference(a, b)
+        return d.mean, d.sem
 
     pairs = {m: {"f1_vs_all": paired(stats[m]["f1"], stats[m]["all_f1"]),
                  "acc_vs_all": paired(stats[m]["acc"], stats[m]["all_acc"]),

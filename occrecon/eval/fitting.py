@@ -256,18 +256,16 @@ def evaluate_fit(pairs, *, model, fit_config, encoder_rec=None, batch_size: int 
                                           mask=eo.mask, eq9=pseudo_mask(img, eo.image, eo.region, PAPER_XI),
                                           eq9_smooth=robust_mask(img, eo.image, eo.region, cfg.xi_for(encoder_rec.model),
                                                                  cfg.mask_window))
-            fr = fit_image(renderer, img, lm, config=cfg) if fit else None
-            if fr is None:
-                pass
-            elif version == "clean":  # where the clean fit sees the face: the normals the light is compared on
-                put("fit", "seen_normals_basis", _seen_normals_basis(renderer, fr.theta, img))
-            if fr is not None and fr.landmark_fit is not None:
-                with torch.no_grad():
-                    first = renderer(fr.initial_theta)
-                methods["landmark fit + RANSAC light"] = dict(theta=fr.initial_theta, image=first.image,
-                                                              region=first.region, landmarks=first.landmarks,
-                                                              mask=None)
-            if fr is not None:
+            if fit:
+                fr = fit_image(renderer, img, lm, config=cfg)
+                if version == "clean":  # where the clean fit sees the face: the normals the light is compared on
+                    put("fit", "seen_normals_basis", _seen_normals_basis(renderer, fr.theta, img))
+                if fr.landmark_fit is not None:
+                    with torch.no_grad():
+                        first = renderer(fr.initial_theta)
+                    methods["landmark fit + RANSAC light"] = dict(theta=fr.initial_theta, image=first.image,
+                                                                  region=first.region, landmarks=first.landmarks,
+                                                                  mask=None)
                 methods["fit"] = dict(theta=fr.theta, image=fr.image, region=fr.region, landmarks=fr.landmarks,
                                       mask=fr.mask, diverged=fr.diverged.float(), converged=fr.converged.float(),
                                       eq9=pseudo_mask(img, fr.image, fr.region, PAPER_XI))
