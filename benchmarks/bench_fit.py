@@ -68,7 +68,7 @@ def test_landmark_fit(benchmark, model, b):
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("b", IMG_BATCHES)
-@pytest.mark.parametrize("preset", ["fast", "quality", "encoder only"])
+@pytest.mark.parametrize("preset", ["fast", "standard", "quality", "encoder only"])
 def test_image_fit(benchmark, model, preset, b, size):
     from occrecon.fit import fit_image, fit_preset
 

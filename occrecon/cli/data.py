@@ -45,7 +45,7 @@ def add_fit_parser(data_subparsers) -> argparse.ArgumentParser:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", help="dataset folder (occrecon data synth)")
     p.add_argument("--model", help="face model (default: the shipped model; must be the encoder's)")
-    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="fast", help="fit preset (default fast)")
+    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="standard", help="fit preset (default standard)")
     p.add_argument("--batch-size", type=int, default=16, help="samples per fit and per resumable chunk (default 16)")
     p.add_argument("--held-out", action="store_true",
                    help="also fit the samples written as held out (split: held_out; by default they are skipped)")

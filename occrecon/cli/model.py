@@ -67,7 +67,7 @@ def add_albedo_build_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--split-seed", type=int, default=SPLIT_SEED, help=f"seed of the split (default {SPLIT_SEED})")
     p.add_argument("--components", "-K", type=int, default=80, help="albedo modes (default 80)")
     p.add_argument("--rounds", type=int, default=3, help="light re-estimation rounds (default 3)")
-    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="fast", help="fit preset (default fast)")
+    p.add_argument("--preset", choices=sorted(FIT_PRESETS), default="standard", help="fit preset (default standard)")
     p.add_argument("--size", type=int, default=224, help="crop size the colours are read at (default 224)")
     p.add_argument("--fit-size", type=int, default=128, help="image size of the fit (default 128)")
     p.add_argument("--batch-size", type=int, default=16)

@@ -155,7 +155,7 @@ def _prepare(records, size: int, log):
 
 
 def build_albedo_model(model: MorphableModel, records, *, components: int = 80, rounds: int = 3, size: int = 224,
-                       fit_size: int = 128, preset: str = "fast", batch_size: int = 16, licence: str = "licensed",
+                       fit_size: int = 128, preset: str = "standard", batch_size: int = 16, licence: str = "licensed",
                        command: str = "", pca_iterations: int = 200, log=print) -> tuple[MorphableModel, dict]:
     """Fit every face of ``records`` (:class:`~occrecon.data.faces.FaceRecord`) and build the learned albedo and
     illumination prior (see the module docstring and :func:`albedo_model_from_images`).
@@ -204,7 +204,7 @@ def _check_build_args(components: int, rounds: int, faces: int) -> None:
 
 def albedo_model_from_images(model: MorphableModel, images: torch.Tensor, landmarks: torch.Tensor | None, *,
                              components: int = 80, rounds: int = 3, fit_size: int | None = 128,
-                             preset: str = "fast", batch_size: int = 16, theta: torch.Tensor | None = None,
+                             preset: str = "standard", batch_size: int = 16, theta: torch.Tensor | None = None,
                              provenance: dict | None = None, pca_iterations: int = 200, log=print) -> tuple[MorphableModel, dict]:
     """The build on aligned crops (see the module docstring).
 

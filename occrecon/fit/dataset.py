@@ -54,7 +54,7 @@ def _save_npy(path, array) -> None:
         np.save(f, array)
 
 
-def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_size: int = 16,
+def fit_dataset(root: str | Path, model=None, *, preset: str = "standard", batch_size: int = 16,
                 ids: list[str] | None = None, held_out: bool = False, overwrite: bool = False,
                 progress: bool = False, log=None) -> dict:
     """Fit every sample of the dataset folder ``root`` (or the samples ``ids``) and write ``root/fit/``.
@@ -63,7 +63,7 @@ def fit_dataset(root: str | Path, model=None, *, preset: str = "fast", batch_siz
         root: a dataset folder (``occrecon data synth``).
         model: the face model to fit (a ``MorphableModel``, a file, or None / ``"default"``: the shipped model); θ*
             is in its layout, so it must be the model the encoder is trained for.
-        preset: the fit preset (``"fast"`` or ``"quality"``).
+        preset: the fit preset (``"standard"``, the default, ``"fast"`` or ``"quality"``).
         batch_size: samples per fit (also the chunk size of the resumable output).
         ids: samples to fit, in this order (default: every sample, in ``meta.jsonl`` order, but those written as
             held out).
