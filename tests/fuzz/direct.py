@@ -1,4 +1,4 @@
-"""Fuzz cases that call every ``torch.ops.occrecon`` op directly, forward and backward (schemas: csrc/ops.cpp).
+"""Fuzz cases that call every ``torch.ops.occrecon`` op directly, forward and backward (schemas: csrc/ops.cpp, csrc/ops/*.cpp).
 
 A direct call bypasses the Python checks, so the C++ checks are the only defence: every op must validate every
 argument it reads. Each case draws valid arguments, mutates zero to two of them (dtype, a size, the number of
@@ -113,6 +113,10 @@ KINDS: dict[str, dict[str, str]] = {
                            "topology_hash": "topo"},
     "sh_shade": {"normals": "float", "albedo": "float", "gamma": "float"},
     "sh_shade_backward": {"grad_out": "float", "normals": "float", "albedo": "float", "gamma": "float"},
+    "texture": {"levels": "tensorlist", "uv": "float", "uv_da": "float?", "bias": "float?", "filter": "int",
+                "boundary": "int"},
+    "texture_backward": {"levels": "tensorlist", "uv": "float", "uv_da": "float?", "bias": "float?", "filter": "int",
+                         "boundary": "int", "grad_out": "float"},
     "vertex_normals": {"vertices": "float", "tri": "tri", "eps": "double"},
     "vertex_normals_backward": {"grad_normals": "float", "vertices": "float", "tri": "tri", "normals": "float",
                                 "norms": "float", "eps": "double"},
@@ -141,6 +145,30 @@ def _mutate(g: Gen, args: dict[str, object], kinds: dict[str, str], vertices: in
             args[name] = g.pick(BAD_BOOLS)
         elif kind == "intlist":
             args[name] = g.pick(BAD_LISTS)
+        elif kind == "tensorlist":  # one element mutated like a tensor, or the list's length changed
+            items = list(x)
+            how = g.pick(["dtype", "shape", "ndim", "values", "layout", "drop", "extra", "empty"])
+            i = g.int(0, len(items) - 1) if items else 0
+            if how == "drop" and items:
+                items.pop()
+            elif how == "extra" and items:
+                items.append(items[-1].clone())
+            elif how == "empty":
+                items = []
+            elif items and how == "dtype":
+                items[i] = g.other_dtype(items[i])
+            elif items and how == "shape" and items[i].dim():
+                d = g.int(0, items[i].dim() - 1)
+                items[i] = g.resize(items[i], d, items[i].shape[d] + 1)
+            elif items and how == "ndim":
+                items[i] = g.reshape_dims(items[i])
+            elif items and how == "values":
+                values_changed = True
+                items[i] = g.specials(items[i])
+            elif items and how == "layout":
+                items[i], _ = g.relayout(items[i])
+                g.layout_changed = True
+            args[name] = items
         elif x is None:
             continue
         else:
@@ -383,6 +411,53 @@ contract_sh_shade = _contract(_sh_common)
 contract_sh_shade_backward = _contract(_sh_common, lambda v, a: _like(v, a, "grad_out", "normals"))
 
 
+def _texture_common(v: Verdict, a) -> None:
+    f, bm = v.int_arg(a["filter"], "filter"), v.int_arg(a["boundary"], "boundary")
+    if f is not None:
+        v.need(0 <= f <= 3, f"filter = {f}")
+    if bm is not None:
+        v.need(bm in (1, 2, 3), f"boundary = {bm}")
+    levels, uv = a["levels"], a["uv"]
+    if not v.need(isinstance(levels, list) and 1 <= len(levels) <= 17, "levels: 1 to 17 tensors"):
+        return
+    t0 = levels[0]
+    if not (v.floating(t0, "levels[0]") and v.need(t0.dim() == 4 and min(t0.shape) > 0, f"tex {tuple(t0.shape)}")):
+        return
+    nt, h, w, c = t0.shape
+    v.need(h <= 65536 and w <= 65536 and c <= 2 ** 20, f"tex {tuple(t0.shape)} too large")
+    for l, t in enumerate(levels):
+        if v.tensor(t, f"levels[{l}]"):
+            v.need(tuple(t.shape) == (nt, max(h >> l, 1), max(w >> l, 1), c), f"level {l} {tuple(t.shape)}")
+            v.need(t.dtype == t0.dtype, f"level {l} is {t.dtype}")
+    if not (v.floating(uv, "uv") and v.need(uv.dim() == 4 and uv.shape[3] == 2 and uv.shape[0] > 0,
+                                            f"uv {tuple(uv.shape)}")):
+        return
+    v.need(uv.dtype == t0.dtype, f"uv is {uv.dtype}")
+    v.need(nt in (1, uv.shape[0]), f"tex minibatch {nt} vs uv {uv.shape[0]}")
+    if f in (2, 3):
+        present = 0
+        for name, shape in (("uv_da", (*uv.shape[:3], 4)), ("bias", tuple(uv.shape[:3]))):
+            x = a[name]
+            if x is None or not isinstance(x, T) or x.numel() == 0:
+                v.need(x is None or isinstance(x, T), f"{name} is no tensor")
+                continue
+            present += 1
+            v.need(tuple(x.shape) == shape and x.dtype == uv.dtype, f"{name} {x.dtype} {tuple(x.shape)}")
+        v.need(present > 0, "a mipmap filter without uv_da or bias")
+
+
+def _texture_grad(v: Verdict, a) -> None:
+    g, uv, levels = a["grad_out"], a["uv"], a["levels"]
+    if v.tensor(g, "grad_out") and isinstance(uv, T) and uv.dim() == 4 and isinstance(levels, list) and levels \
+            and isinstance(levels[0], T) and levels[0].dim() == 4:
+        v.need(tuple(g.shape) == (*uv.shape[:3], levels[0].shape[3]) and g.dtype == uv.dtype,
+               f"grad_out {g.dtype} {tuple(g.shape)}")
+
+
+contract_texture = _contract(_texture_common)
+contract_texture_backward = _contract(_texture_common, _texture_grad)
+
+
 def _normals_common(v: Verdict, a) -> None:
     verts, tri = a["vertices"], a["tri"]
     eps = v.float_arg(a["eps"], "eps")
@@ -507,6 +582,31 @@ def build_sh_shade(g: Gen, backward: bool):
     return args, 3, True
 
 
+def build_texture(g: Gen, backward: bool):
+    dtype = g.float_dtype()
+    n, nt = g.int(1, 3), 1
+    nt = g.pick([1, n])
+    h, w, c = g.pick([1, 2, 4, 8]), g.pick([1, 2, 4, 16]), g.int(1, 5)
+    tex = g.uniform((nt, h, w, c), 0, 1, dtype)
+    levels = [tex]
+    t = tex
+    while t.shape[1] > 1 or t.shape[2] > 1:  # the box-filtered stack (any contents would do)
+        t = t[:, ::2 if t.shape[1] > 1 else 1, ::2 if t.shape[2] > 1 else 1].contiguous()
+        levels.append(t)
+    if g.chance(0.3):
+        levels = levels[:g.int(1, len(levels))]
+    oh, ow = g.int(0 if g.chance(0.05) else 1, 6), g.int(1, 6)
+    args = {"levels": levels, "uv": g.uniform((n, oh, ow, 2), -0.5, 1.5, dtype),
+            "uv_da": g.uniform((n, oh, ow, 4), -0.5, 0.5, dtype) if g.chance(0.7) else None,
+            "bias": g.uniform((n, oh, ow), -1, 4, dtype) if g.chance(0.5) else None,
+            "filter": g.int(0, 3), "boundary": g.int(1, 3)}
+    if args["filter"] >= 2 and args["uv_da"] is None and args["bias"] is None:
+        args["bias"] = g.uniform((n, oh, ow), -1, 4, dtype)
+    if backward:
+        args["grad_out"] = g.uniform((n, oh, ow, c), -1, 1, dtype)
+    return args, 0, True
+
+
 def build_vertex_normals(g: Gen, backward: bool):
     dtype = g.float_dtype()
     b, nv, nf = g.int(0 if g.chance(0.05) else 1, 3), g.int(1, 20), g.int(0, 30)
@@ -551,6 +651,15 @@ def shapes(name: str, a: dict) -> list[tuple[tuple, torch.dtype]]:
         return [(tuple(a["normals"].shape), f("normals"))]
     if name == "sh_shade_backward":
         return [(tuple(a[k].shape), f("normals")) for k in ("normals", "albedo", "gamma")]
+    if name in ("texture", "texture_backward"):
+        uv, levels = a["uv"], a["levels"]
+        out = ((*uv.shape[:3], levels[0].shape[3]), f("uv"))
+        if name == "texture":
+            return [out]
+        mip = a["filter"] in (2, 3)
+        opt = [tuple(a[k].shape) if mip and a[k] is not None and a[k].numel() > 0 else (0,) for k in ("uv_da", "bias")]
+        return ([(tuple(t.shape), f("uv")) for t in levels] + [(tuple(uv.shape), f("uv"))]
+                + [(s, f("uv")) for s in opt])
     if name == "vertex_normals":
         v = a["vertices"]
         return [(tuple(v.shape), f("vertices")), (tuple(v.shape[:2]), f("vertices"))]
@@ -597,6 +706,8 @@ _BUILD = {
     "antialias_backward": (build_antialias, contract_antialias_backward),
     "sh_shade": (build_sh_shade, contract_sh_shade),
     "sh_shade_backward": (build_sh_shade, contract_sh_shade_backward),
+    "texture": (build_texture, contract_texture),
+    "texture_backward": (build_texture, contract_texture_backward),
     "vertex_normals": (build_vertex_normals, contract_vertex_normals),
     "vertex_normals_backward": (build_vertex_normals, contract_vertex_normals_backward),
 }

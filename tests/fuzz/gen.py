@@ -51,7 +51,8 @@ def describe(x: object) -> str:
 
 def clones(args: Sequence[object]) -> list[object]:
     """Copies of the tensor arguments, to check that a call leaves them unchanged (huge expanded ones are kept)."""
-    return [a.detach().clone() if isinstance(a, torch.Tensor) and not big(a) else a for a in args]
+    return [a.detach().clone() if isinstance(a, torch.Tensor) and not big(a) else
+            clones(a) if isinstance(a, list) else a for a in args]
 
 
 def equal(a: object, b: object) -> bool:
@@ -97,7 +98,9 @@ def same_as_contiguous(g: Gen, label: str, fn, args: list, kwargs: dict, out) ->
     """A layout mutation must not change the result: compare with the call on contiguous copies."""
     if not g.layout_changed or any(big(a) for a in list(args) + list(kwargs.values())):
         return
-    flat = [a.contiguous() if isinstance(a, torch.Tensor) else a for a in args]
+    flat = [a.contiguous() if isinstance(a, torch.Tensor) else
+            [t.contiguous() if isinstance(t, torch.Tensor) else t for t in a] if isinstance(a, list) else a
+            for a in args]
     kw = {k: v.contiguous() if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
     ref = g.call(f"{label} (contiguous copies)", fn, *flat, **kw)
     check(equal(out, ref), f"{label}: result on non-contiguous inputs differs from the contiguous one")
@@ -105,7 +108,9 @@ def same_as_contiguous(g: Gen, label: str, fn, args: list, kwargs: dict, out) ->
 
 def unchanged(before: list, after: list, label: str) -> None:
     for i, (a, b) in enumerate(zip(before, after)):
-        if isinstance(a, torch.Tensor) and a is not b:  # (huge inputs are not copied)
+        if isinstance(a, list) and isinstance(b, list):
+            unchanged(a, b, f"{label} (list #{i})")
+        elif isinstance(a, torch.Tensor) and a is not b:  # (huge inputs are not copied)
             check(equal(a, b.detach()), f"{label} modified its input #{i}")
 
 

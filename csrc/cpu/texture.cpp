@@ -1,0 +1,162 @@
+// CPU texture sampling: at::parallel_for over pixels (forward) and over fixed pixel groups (backward).
+// Backward: the uv / uv_da / bias gradients are per pixel. The texture gradients are scattered: with one texture
+// per image each image owns its slice (images in parallel); with one texture shared by every image the pixels are
+// split into G fixed groups (independent of the thread count), each scattering serially into its own buffer, and
+// the buffers are summed in group order. Either way the result is deterministic and thread-count independent.
+#include "cpu/texture.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <ATen/ops/sum.h>
+
+#include <algorithm>
+
+#include "common/texture.h"
+#include "cpu/isa.h"
+
+namespace occ::cpu {
+namespace {
+
+constexpr int64_t kGroupPixels = 65536;  // a shared texture's gradient gets one buffer per this many pixels ...
+constexpr int64_t kMaxGroups = 4;        // ... up to this many
+
+template <typename T>
+TexStack<T> make_stack(const std::vector<at::Tensor>& levels) {
+  TexStack<T> s{};
+  s.levels = static_cast<int>(levels.size());
+  s.C = static_cast<int>(levels[0].size(3));
+  s.shared = levels[0].size(0) == 1 ? 1 : 0;
+  for (int l = 0; l < s.levels; ++l) {
+    s.level[l] = const_cast<T*>(levels[l].const_data_ptr<T>());
+    s.h[l] = static_cast<int>(levels[l].size(1));
+    s.w[l] = static_cast<int>(levels[l].size(2));
+  }
+  return s;
+}
+
+// Pixels [q0, q1) of the batch (image q / P, tracked incrementally: no division per pixel).
+template <int F, int BM, int CC, typename T>
+OCC_CPU_CLONES void forward_range(const TexStack<T>& s, const T* uv, const T* da, const T* bias, int64_t P,
+                                  int64_t q0, int64_t q1, T* out) {
+  if (q0 >= q1) return;  // (also P = 0: an empty image)
+  int64_t n = q0 / P, p = q0 - n * P;
+  const int C = s.C;
+  for (int64_t q = q0; q < q1; ++q) {
+    tex_forward_px<F, BM, CC>(s, n, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr, bias ? bias + q : nullptr,
+                          out + q * C);
+    if (++p == P) {
+      p = 0;
+      ++n;
+    }
+  }
+}
+
+template <int F, int BM, int CC, typename T>
+OCC_CPU_CLONES void backward_range(const TexStack<T>& s, const TexStack<T>& g, const T* uv, const T* da,
+                                   const T* bias, const T* dy, int64_t P, int64_t q0, int64_t q1, T* guv, T* gda,
+                                   T* gb) {
+  if (q0 >= q1) return;  // (also P = 0: an empty image)
+  int64_t n = q0 / P, p = q0 - n * P;
+  const int C = s.C;
+  for (int64_t q = q0; q < q1; ++q) {
+    tex_backward_px<F, BM, CC>(s, g, n, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr, bias ? bias + q : nullptr,
+                           dy + q * C, guv + 2 * q, gda ? gda + 4 * q : nullptr, gb ? gb + q : nullptr, PlainAdd{});
+    if (++p == P) {
+      p = 0;
+      ++n;
+    }
+  }
+}
+
+}  // namespace
+
+at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tensor& uv, const at::Tensor& uv_da,
+                           const at::Tensor& bias, int64_t filter, int64_t boundary) {
+  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(3);
+  auto out = at::empty({N, uv.size(1), uv.size(2), C}, uv.options());
+  AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_forward_cpu", [&] {
+    const TexStack<scalar_t> s = make_stack<scalar_t>(levels);
+    const scalar_t* uvp = uv.const_data_ptr<scalar_t>();
+    const scalar_t* dap = uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bp = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* o = out.mutable_data_ptr<scalar_t>();
+    tex_dispatch(static_cast<int>(filter), static_cast<int>(boundary), [&](auto F, auto BM) {
+      tex_dispatch_channels(static_cast<int>(C), [&](auto CC) {
+        at::parallel_for(0, N * P, 4096, [&](int64_t q0, int64_t q1) {
+          forward_range<decltype(F)::value, decltype(BM)::value, decltype(CC)::value>(s, uvp, dap, bp, P, q0, q1, o);
+        });
+      });
+    });
+  });
+  return out;
+}
+
+std::vector<at::Tensor> texture_backward(const std::vector<at::Tensor>& levels, const at::Tensor& uv,
+                                         const at::Tensor& uv_da, const at::Tensor& bias, int64_t filter,
+                                         int64_t boundary, const at::Tensor& grad_out) {
+  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(3);
+  const int64_t L = static_cast<int64_t>(levels.size());
+  const bool shared = levels[0].size(0) == 1;
+  // Levels a filter mode never reads get zeros, without a scatter buffer of their own.
+  const int64_t used = (filter == kTexLinearMipNearest || filter == kTexLinearMipLinear) ? L : 1;
+  const int64_t G = shared ? std::clamp<int64_t>((N * P + kGroupPixels - 1) / kGroupPixels, 1, kMaxGroups) : 1;
+  std::vector<at::Tensor> grads;
+  std::vector<at::Tensor> buffers;  // [G, ...] per used level when shared, else the gradients themselves
+  for (int64_t l = 0; l < L; ++l) {
+    if (l < used && G > 1) {
+      auto sizes = levels[l].sizes().vec();
+      sizes[0] = G;
+      buffers.push_back(at::zeros(sizes, levels[l].options()));
+    } else {
+      buffers.push_back(at::zeros_like(levels[l]));
+    }
+  }
+  auto grad_uv = at::empty_like(uv);
+  auto grad_da = uv_da.defined() ? at::empty_like(uv_da) : at::zeros({0}, uv.options());
+  auto grad_bias = bias.defined() ? at::empty_like(bias) : at::zeros({0}, uv.options());
+  AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_backward_cpu", [&] {
+    const TexStack<scalar_t> s = make_stack<scalar_t>(levels);
+    const scalar_t* uvp = uv.const_data_ptr<scalar_t>();
+    const scalar_t* dap = uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* bp = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* dy = grad_out.const_data_ptr<scalar_t>();
+    scalar_t* guv = grad_uv.mutable_data_ptr<scalar_t>();
+    scalar_t* gda = uv_da.defined() ? grad_da.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* gb = bias.defined() ? grad_bias.mutable_data_ptr<scalar_t>() : nullptr;
+    auto run = [&](int64_t q0, int64_t q1, const TexStack<scalar_t>& g) {
+      tex_dispatch(static_cast<int>(filter), static_cast<int>(boundary), [&](auto F, auto BM) {
+        tex_dispatch_channels(static_cast<int>(C), [&](auto CC) {
+          backward_range<decltype(F)::value, decltype(BM)::value, decltype(CC)::value>(s, g, uvp, dap, bp, dy, P, q0,
+                                                                                       q1, guv, gda, gb);
+        });
+      });
+    };
+    auto group_stack = [&](int64_t g) {
+      TexStack<scalar_t> gs = s;
+      for (int64_t l = 0; l < L; ++l) {
+        scalar_t* base = buffers[l].mutable_data_ptr<scalar_t>();
+        gs.level[l] = l < used ? base + (G > 1 ? g * levels[l].numel() : 0) : nullptr;
+      }
+      return gs;
+    };
+    if (!shared) {  // image n scatters only into texture n
+      const TexStack<scalar_t> gs = group_stack(0);
+      at::parallel_for(0, N, 1, [&](int64_t n0, int64_t n1) { run(n0 * P, n1 * P, gs); });
+    } else {
+      at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+        for (int64_t g = g0; g < g1; ++g) run(g * N * P / G, (g + 1) * N * P / G, group_stack(g));
+      });
+    }
+  });
+  for (int64_t l = 0; l < L; ++l) grads.push_back(l < used && G > 1 ? buffers[l].sum(0, /*keepdim=*/true) : buffers[l]);
+  grads.push_back(grad_uv);
+  grads.push_back(grad_da);
+  grads.push_back(grad_bias);
+  return grads;
+}
+
+}  // namespace occ::cpu
