@@ -166,7 +166,8 @@ void check_rast(const at::Tensor& rast, const char* op, const char* name) {
 
 std::tuple<at::Tensor, at::Tensor> rasterize_impl(const at::Tensor& pos, const at::Tensor& tri, int64_t height,
                                                   int64_t width, const std::optional<at::Tensor>& ranges,
-                                                  bool /*grad_db: used by the autograd formula only*/) {
+                                                  bool /*grad_db: used by the autograd formula only*/,
+                                                  const std::optional<at::Tensor>& peel) {
   const char* op = "rasterize";
   TORCH_CHECK(pos.dim() == 3 || pos.dim() == 2, op, ": pos must be [B, V, 4] or [V, 4], got ", pos.sizes());
   TORCH_CHECK(pos.size(-1) == 4, op, ": pos must have 4 components (clip-space x, y, z, w), got ", pos.sizes());
@@ -188,13 +189,23 @@ std::tuple<at::Tensor, at::Tensor> rasterize_impl(const at::Tensor& pos, const a
       TORCH_CHECK(r[2 * b] >= 0 && r[2 * b + 1] >= 0 && int64_t(r[2 * b]) + r[2 * b + 1] <= tri.size(0), op,
                   ": ranges[", b, "] = (", r[2 * b], ", ", r[2 * b + 1], ") does not fit ", tri.size(0), " triangles");
   }
+  at::Tensor prev;
+  if (peel.has_value() && peel->defined()) {
+    const int64_t B = instanced ? pos.size(0) : rng.size(0);
+    TORCH_CHECK(peel->dim() == 4 && peel->size(0) == B && peel->size(1) == height && peel->size(2) == width &&
+                    peel->size(3) == 4 && peel->scalar_type() == pos.scalar_type() && peel->device() == pos.device(),
+                op, ": peel (the previous layer's rast) must be [", B, ", ", height, ", ", width, ", 4] ",
+                pos.scalar_type(), " on ", pos.device(), ", got ", peel->sizes(), " ", peel->scalar_type(), " on ",
+                peel->device());
+    prev = peel->contiguous();
+  }
   const auto p = pos.contiguous();
   const auto t = tri.contiguous();
 #ifdef OCCRECON_WITH_CUDA
-  if (p.is_cuda()) return occ::cuda::rasterize_forward(p, t, height, width, rng);
+  if (p.is_cuda()) return occ::cuda::rasterize_forward(p, t, height, width, rng, prev);
 #endif
   TORCH_CHECK(p.is_cpu(), op, ": no kernel for device ", p.device());
-  return occ::cpu::rasterize_forward(p, t, height, width, rng);
+  return occ::cpu::rasterize_forward(p, t, height, width, rng, prev);
 }
 
 at::Tensor rasterize_backward_impl(const at::Tensor& pos, const at::Tensor& tri, const at::Tensor& rast,
@@ -310,7 +321,8 @@ TORCH_LIBRARY(occrecon, m) {
   m.def("neighbour_min(Tensor target, Tensor render, Tensor? region, int k) -> (Tensor, Tensor)");
   m.def("neighbour_min_backward(Tensor grad_d2, Tensor target, Tensor render, Tensor idx, int k) -> (Tensor, Tensor)");
   // grad_db only tells the autograd formula whether rast_db's gradient flows into pos (nvdiffrast's flag).
-  m.def("rasterize(Tensor pos, Tensor tri, int height, int width, Tensor? ranges, bool grad_db) -> (Tensor, Tensor)");
+  m.def("rasterize(Tensor pos, Tensor tri, int height, int width, Tensor? ranges, bool grad_db, Tensor? peel=None) "
+        "-> (Tensor, Tensor)");
   m.def("rasterize_backward(Tensor pos, Tensor tri, Tensor rast, Tensor grad_rast, Tensor? grad_db) -> Tensor");
   m.def("interpolate(Tensor attr, Tensor rast, Tensor tri, Tensor? rast_db, int[] diff_attrs) -> (Tensor, Tensor)");
   m.def("interpolate_backward(Tensor attr, Tensor rast, Tensor tri, Tensor? rast_db, int[] diff_attrs, "

@@ -331,6 +331,19 @@ OCC_HD int32_t rast_triangle(const scalar_t* rast_px, int64_t F) {
   return t >= 0 && t < F ? static_cast<int32_t>(t) : -1;
 }
 
+// Depth peeling: the (depth key << 32 | triangle) key of the fragment a previous layer's rast pixel holds. A later
+// layer keeps only fragments with a larger key: strictly behind it, or at the same depth with a higher triangle id
+// (so coincident triangles come out one per layer, in id order). An empty (or unreadable) previous pixel gives the
+// largest key: nothing is drawn there again. rast_px[2] is the z/w the previous layer resolved, bit-equal to the
+// depth its draw compared (the same expression on the same pixel centre).
+template <typename scalar_t>
+OCC_HD uint64_t rast_peel_key(const scalar_t* rast_px, int64_t F) {
+  const int32_t t = rast_triangle(rast_px, F);
+  const scalar_t z = rast_px[2];
+  if (t < 0 || !rast_depth_visible(z)) return ~uint64_t(0);
+  return (static_cast<uint64_t>(rast_depth_key(static_cast<float>(z))) << 32) | static_cast<uint32_t>(t);
+}
+
 // The three vertex indices of triangle t, read from tri; false when any lies outside [0, V). Every kernel that
 // follows an index from tri goes through here and skips the triangle (or the pixel) on false, so no index reaches
 // memory unchecked, whatever the callers checked (a stale range cache, a write that bypassed PyTorch, a direct

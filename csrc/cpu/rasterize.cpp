@@ -61,7 +61,7 @@ OCC_CPU_CLONES void snap_vertices(const scalar_t* __restrict__ pos, int64_t v0, 
 template <typename scalar_t>
 OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, int64_t V, const SnappedVertices& sv,
                                int64_t first, int64_t last, int H, int W, const scalar_t* ndc_x, const scalar_t* ndc_y,
-                               uint64_t* __restrict__ keys) {
+                               const uint64_t* __restrict__ peel, uint64_t* __restrict__ keys) {
   for (int64_t t = first; t < last; ++t) {
     int64_t v[3];
     if (!rast_tri_vertices(tri, t, V, v)) continue;  // an index outside [0, V): never drawn
@@ -77,13 +77,14 @@ OCC_CPU_CLONES void draw_chunk(const scalar_t* pos, const int32_t* tri, int64_t 
       const int64_t sy = rast_sample_fixed(j, H);
       const scalar_t fy = ndc_y[j];
       uint64_t* row = keys + static_cast<int64_t>(j) * W;
+      const uint64_t* peel_row = peel ? peel + static_cast<int64_t>(j) * W : nullptr;
       for (int i = s.x0; i <= s.x1; ++i) {
         if (!rast_covers(s, rast_sample_fixed(i, W), sy)) continue;
         const scalar_t z = rast_depth(p0, p1, p2, ndc_x[i], fy);
         if (!rast_depth_visible(z)) continue;
         const uint64_t key = (static_cast<uint64_t>(rast_depth_key(static_cast<float>(z))) << 32) |
                              static_cast<uint32_t>(t);
-        if (key < row[i]) row[i] = key;
+        if (key < row[i] && (!peel_row || key > peel_row[i])) row[i] = key;
       }
     }
   }
@@ -105,7 +106,7 @@ struct NdcTable {
 
 // Reused scratch (thread_local: no reallocation and no page faults from one call to the next).
 struct Workspace {
-  std::vector<uint64_t> keys;
+  std::vector<uint64_t> keys, peel;
   SnappedVertices sv;
 };
 
@@ -141,10 +142,16 @@ OCC_CPU_CLONES void resolve_rows(const scalar_t* pb, const int32_t* tr, int64_t 
   }
 }
 
+// The peel keys of image b's pixels [p0, p1) from the previous layer's rast.
+template <typename scalar_t>
+void peel_keys(const scalar_t* prev, int64_t F, int64_t p0, int64_t p1, uint64_t* out) {
+  for (int64_t p = p0; p < p1; ++p) out[p] = rast_peel_key(prev + 4 * p, F);
+}
+
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
-                                                     int64_t W, const at::Tensor& ranges) {
+                                                     int64_t W, const at::Tensor& ranges, const at::Tensor& peel) {
   const bool instanced = pos.dim() == 3;
   const int64_t B = instanced ? pos.size(0) : ranges.size(0);
   const int64_t V = instanced ? pos.size(1) : pos.size(0);
@@ -158,6 +165,7 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
   const int64_t threads = at::get_num_threads();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cpu", [&] {
     const scalar_t* ps = pos.const_data_ptr<scalar_t>();
+    const scalar_t* prev = peel.defined() ? peel.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* out = rast.mutable_data_ptr<scalar_t>();
     scalar_t* out_db = db.mutable_data_ptr<scalar_t>();
     const NdcTable<scalar_t> ndc(h, w);
@@ -167,13 +175,15 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
         Workspace& ws = workspace();
         ws.sv.resize(V);
         ws.keys.resize(static_cast<size_t>(P));
+        if (prev) ws.peel.resize(static_cast<size_t>(P));
         for (int64_t b = b0; b < b1; ++b) {
           const ImageRange r = image_range(b, instanced, F, V, rng);
           const scalar_t* pb = ps + r.vertex_offset;
           std::fill(ws.keys.begin(), ws.keys.end(), kEmptyKey);
+          if (prev) peel_keys(prev + b * P * 4, F, 0, P, ws.peel.data());
           snap_vertices(pb, 0, V, h, w, ws.sv);
           draw_chunk(pb, tr, V, ws.sv, r.first, r.first + r.count, h, w, ndc.x.data(), ndc.y.data(),
-                     ws.keys.data());
+                     prev ? ws.peel.data() : nullptr, ws.keys.data());
           resolve_rows(pb, tr, V, ws.keys.data(), 1, 0, H, h, w, ndc.x.data(), ndc.y.data(), out + b * P * 4,
                        out_db + b * P * 4);
         }
@@ -191,11 +201,18 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
                                                   threads);
       const int64_t per = (r.count + nchunks - 1) / nchunks;
       ws.keys.assign(static_cast<size_t>(nchunks * P), kEmptyKey);
+      if (prev) {
+        ws.peel.resize(static_cast<size_t>(P));
+        at::parallel_for(0, P, 16384, [&](int64_t p0, int64_t p1) {
+          peel_keys(prev + b * P * 4, F, p0, p1, ws.peel.data());
+        });
+      }
       at::parallel_for(0, V, 4096, [&](int64_t v0, int64_t v1) { snap_vertices(pb, v0, v1, h, w, ws.sv); });
       at::parallel_for(0, nchunks, 1, [&](int64_t c0, int64_t c1) {
         for (int64_t c = c0; c < c1; ++c) {
           const int64_t first = r.first + c * per, last = std::min(r.first + r.count, first + per);
-          draw_chunk(pb, tr, V, ws.sv, first, last, h, w, ndc.x.data(), ndc.y.data(), ws.keys.data() + c * P);
+          draw_chunk(pb, tr, V, ws.sv, first, last, h, w, ndc.x.data(), ndc.y.data(), prev ? ws.peel.data() : nullptr,
+                     ws.keys.data() + c * P);
         }
       });
       at::parallel_for(0, H, 8, [&](int64_t j0, int64_t j1) {

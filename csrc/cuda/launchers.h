@@ -27,6 +27,7 @@ template <typename scalar_t>
 cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V,
                                      const int32_t* ranges_dev,
                                      int64_t max_count, int64_t vstride, int64_t B, int H, int W,
+                                     const scalar_t* peel, unsigned long long* peel_keys,
                                      unsigned long long* keys, scalar_t* rast, scalar_t* db, cudaStream_t stream);
 
 // grad_pos must be zero-initialised; grad_db may be nullptr.

@@ -72,7 +72,7 @@ at::Tensor device_indices(const std::vector<int32_t>& v, const at::Device& devic
 }  // namespace
 
 std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, const at::Tensor& tri, int64_t H,
-                                                     int64_t W, const at::Tensor& ranges) {
+                                                     int64_t W, const at::Tensor& ranges, const at::Tensor& peel) {
   const c10::cuda::CUDAGuard guard(pos.device());
   const bool instanced = pos.dim() == 3;
   const int64_t B = instanced ? pos.size(0) : ranges.size(0);
@@ -89,12 +89,14 @@ std::tuple<at::Tensor, at::Tensor> rasterize_forward(const at::Tensor& pos, cons
   auto rast = at::empty({B, H, W, 4}, pos.options());
   auto db = at::empty({B, H, W, 4}, pos.options());
   auto keys = at::empty({B, H, W}, pos.options().dtype(at::kLong));
+  auto peel_keys = peel.defined() ? at::empty({B, H, W}, pos.options().dtype(at::kLong)) : at::Tensor();
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(pos.scalar_type(), "rasterize_forward_cuda", [&] {
     check(launch_rasterize_forward<scalar_t>(
               pos.const_data_ptr<scalar_t>(), tri.const_data_ptr<int32_t>(), F, V,
               instanced ? nullptr : ranges_dev.const_data_ptr<int32_t>(), max_count, instanced ? V * 4 : 0, B,
-              static_cast<int>(H), static_cast<int>(W),
+              static_cast<int>(H), static_cast<int>(W), peel.defined() ? peel.const_data_ptr<scalar_t>() : nullptr,
+              peel.defined() ? reinterpret_cast<unsigned long long*>(peel_keys.mutable_data_ptr<int64_t>()) : nullptr,
               reinterpret_cast<unsigned long long*>(keys.mutable_data_ptr<int64_t>()), rast.mutable_data_ptr<scalar_t>(),
               db.mutable_data_ptr<scalar_t>(), stream),
           "rasterize forward");

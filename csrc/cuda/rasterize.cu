@@ -29,7 +29,8 @@ struct RangeView {  // triangles of image b: [first, first + count); its V verti
 
 template <typename scalar_t>
 __global__ void draw_kernel(const scalar_t* __restrict__ pos, const int32_t* __restrict__ tri, RangeView rv,
-                            int64_t B, int64_t max_count, int H, int W, unsigned long long* __restrict__ keys) {
+                            int64_t B, int64_t max_count, int H, int W,
+                            const unsigned long long* __restrict__ peel, unsigned long long* __restrict__ keys) {
   const int64_t n = B * max_count;
   for (int64_t k = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; k < n;
        k += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -47,6 +48,7 @@ __global__ void draw_kernel(const scalar_t* __restrict__ pos, const int32_t* __r
     RastTriSetup s;
     if (!rast_setup(p0, p1, p2, H, W, s)) continue;
     unsigned long long* kb = keys + b * static_cast<int64_t>(H) * W;
+    const unsigned long long* pk = peel ? peel + b * static_cast<int64_t>(H) * W : nullptr;
     for (int j = s.y0; j <= s.y1; ++j) {
       const int64_t sy = rast_sample_fixed(j, H);
       const scalar_t fy = rast_ndc<scalar_t>(j, H);
@@ -56,10 +58,20 @@ __global__ void draw_kernel(const scalar_t* __restrict__ pos, const int32_t* __r
         if (!rast_depth_visible(z)) continue;
         const unsigned long long key =
             (static_cast<unsigned long long>(rast_depth_key(static_cast<float>(z))) << 32) | static_cast<uint32_t>(t);
-        atomicMin(kb + static_cast<int64_t>(j) * W + i, key);
+        const int64_t p = static_cast<int64_t>(j) * W + i;
+        if (pk && key <= pk[p]) continue;  // depth peeling: at or in front of the previous layer
+        atomicMin(kb + p, key);
       }
     }
   }
+}
+
+template <typename scalar_t>
+__global__ void peel_keys_kernel(const scalar_t* __restrict__ prev, int64_t F, int64_t P,
+                                 unsigned long long* __restrict__ out) {
+  for (int64_t q = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; q < P;
+       q += static_cast<int64_t>(gridDim.x) * blockDim.x)
+    out[q] = rast_peel_key(prev + 4 * q, F);
 }
 
 template <typename scalar_t>
@@ -151,14 +163,19 @@ template <typename scalar_t>
 cudaError_t launch_rasterize_forward(const scalar_t* pos, const int32_t* tri, int64_t F, int64_t V,
                                      const int32_t* ranges_dev,
                                      int64_t max_count, int64_t vstride, int64_t B, int H, int W,
+                                     const scalar_t* peel, unsigned long long* peel_keys,
                                      unsigned long long* keys, scalar_t* rast, scalar_t* db, cudaStream_t stream) {
   const int64_t P = B * H * static_cast<int64_t>(W);
   if (P == 0) return cudaSuccess;
   cudaError_t err = cudaMemsetAsync(keys, 0xff, sizeof(unsigned long long) * P, stream);
   if (err != cudaSuccess) return err;
+  if (peel) {
+    peel_keys_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(peel, F, P, peel_keys);
+    if ((err = cudaGetLastError()) != cudaSuccess) return err;
+  }
   if (B * max_count > 0) {
     draw_kernel<scalar_t><<<blocks_for(B * max_count), kThreads, 0, stream>>>(
-        pos, tri, RangeView{ranges_dev, F, V, vstride}, B, max_count, H, W, keys);
+        pos, tri, RangeView{ranges_dev, F, V, vstride}, B, max_count, H, W, peel ? peel_keys : nullptr, keys);
     if ((err = cudaGetLastError()) != cudaSuccess) return err;
   }
   resolve_kernel<scalar_t><<<blocks_for(P), kThreads, 0, stream>>>(pos, tri, V, vstride, keys, B, H, W, rast,
@@ -206,8 +223,8 @@ cudaError_t launch_interpolate_backward(const scalar_t* attr, int64_t astride, c
 
 #define OCC_INSTANTIATE(T)                                                                                        \
   template cudaError_t launch_rasterize_forward<T>(const T*, const int32_t*, int64_t, int64_t, const int32_t*,   \
-                                                   int64_t, int64_t, int64_t, int, int, unsigned long long*, T*,  \
-                                                   T*, cudaStream_t);                                             \
+                                                   int64_t, int64_t, int64_t, int, int, const T*,                 \
+                                                   unsigned long long*, unsigned long long*, T*, T*, cudaStream_t); \
   template cudaError_t launch_rasterize_backward<T>(const T*, const int32_t*, int64_t, int64_t, int64_t,          \
                                                     const T*, const T*, const T*, int64_t, int, int, T*,          \
                                                     cudaStream_t);                                                \

@@ -5,10 +5,10 @@ from .face import FaceRender, FaceRenderer
 from .fragments import Fragments, fragments
 from .normals import vertex_normals
 from ..ops.triangle_id import triangle_index
-from .raster import RasterizeCudaContext, RasterizeGLContext, interpolate, rasterize
+from .raster import DepthPeeler, RasterizeCudaContext, RasterizeGLContext, interpolate, rasterize
 from .texture import TextureMip, texture, texture_construct_mip
 
 __all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate", "antialias",
            "antialias_construct_topology_hash", "fragments", "Fragments", "PerspectiveCamera", "euler_rotation",
            "vertex_normals", "FaceRenderer", "FaceRender", "triangle_index", "texture", "texture_construct_mip",
-           "TextureMip"]
+           "TextureMip", "DepthPeeler"]

@@ -13,7 +13,7 @@ from ..ops import _checks
 from ..ops._autograd import first_order_only
 from ..ops.triangle_id import MAX_FLOAT_TRIANGLES
 
-__all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate"]
+__all__ = ["RasterizeCudaContext", "RasterizeGLContext", "rasterize", "interpolate", "DepthPeeler"]
 
 
 class RasterizeCudaContext:
@@ -46,7 +46,7 @@ class RasterizeGLContext(RasterizeCudaContext):
 
 # ------------------------------------------------------------------------------------------- op registrations
 @torch.library.register_fake("occrecon::rasterize")
-def _rasterize_fake(pos, tri, height, width, ranges, grad_db):
+def _rasterize_fake(pos, tri, height, width, ranges, grad_db, peel=None):
     b = pos.shape[0] if pos.dim() == 3 else ranges.shape[0]
     return pos.new_empty((b, height, width, 4)), pos.new_empty((b, height, width, 4))
 
@@ -57,7 +57,7 @@ def _rasterize_backward_fake(pos, tri, rast, grad_rast, grad_db):
 
 
 def _rasterize_setup(ctx, inputs, output):
-    pos, tri, _h, _w, _ranges, grad_db = inputs
+    pos, tri, _h, _w, _ranges, grad_db = inputs[:6]  # (inputs[6]: the peel layer, no gradient)
     rast, _db = output
     ctx.save_for_backward(pos, tri, rast)
     ctx.grad_db = grad_db
@@ -68,12 +68,12 @@ def _rasterize_setup(ctx, inputs, output):
 def _rasterize_backward(ctx, grad_rast, grad_db):
     pos, tri, rast = ctx.saved_tensors
     if grad_rast is None and (grad_db is None or not ctx.grad_db):
-        return None, None, None, None, None, None
+        return None, None, None, None, None, None, None
     if grad_rast is None:
         grad_rast = torch.zeros_like(rast)
     g_db = grad_db if ctx.grad_db else None
     grad_pos = torch.ops.occrecon.rasterize_backward(pos, tri, rast, grad_rast, g_db)
-    return grad_pos, None, None, None, None, None
+    return grad_pos, None, None, None, None, None, None
 
 
 torch.library.register_autograd("occrecon::rasterize", _rasterize_backward, setup_context=_rasterize_setup)
@@ -170,6 +170,15 @@ def rasterize(glctx: RasterizeCudaContext | None, pos: torch.Tensor, tri: torch.
     """
     if glctx is not None and not isinstance(glctx, RasterizeCudaContext):
         raise TypeError(f"glctx must be a RasterizeCudaContext, RasterizeGLContext or None, got {type(glctx).__name__}")
+    if glctx is not None and glctx.active_depth_peeler is not None:
+        raise RuntimeError("rasterize: this context has an active DepthPeeler; call its rasterize_next_layer() "
+                           "(or leave its with-block first)")
+    pos, tri, height, width, ranges = _check_rasterize_args(pos, tri, resolution, ranges, grad_db)
+    return torch.ops.occrecon.rasterize(pos, tri, height, width, ranges, grad_db)
+
+
+def _check_rasterize_args(pos, tri, resolution, ranges, grad_db):
+    """rasterize's argument checks: ``(pos, tri, height, width, ranges)`` ready for the op."""
     _checks.tensor("pos", pos)
     if pos.dim() not in (2, 3) or pos.shape[-1] != 4:
         raise ValueError(f"pos must be [B, V, 4] (instanced) or [V, 4] (range mode), got shape {tuple(pos.shape)}")
@@ -196,7 +205,63 @@ def rasterize(glctx: RasterizeCudaContext | None, pos: torch.Tensor, tri: torch.
         ranges = ranges.contiguous()
     else:
         ranges = None
-    return torch.ops.occrecon.rasterize(pos.contiguous(), tri, height, width, ranges, grad_db)
+    return pos.contiguous(), tri, height, width, ranges
+
+
+class DepthPeeler:
+    """Order-independent layers (nvdiffrast's ``DepthPeeler``): each :meth:`rasterize_next_layer` returns, per pixel,
+    the nearest surface behind the previous layer's.
+
+    ``with DepthPeeler(glctx, pos, tri, resolution) as peeler:`` then ``rast, rast_db = peeler.rasterize_next_layer()``
+    any number of times: the first call is :func:`rasterize`; call k keeps, at each pixel, only fragments behind
+    the one layer k − 1 holds there (a larger (depth, triangle id) key: strictly behind it, or at the same depth
+    with a higher triangle id, so coincident triangles come out one per layer, in id order; nvdiffrast shows only
+    one of them). A pixel empty in one layer stays empty; once every surface is peeled the layers are zeros.
+    Gradients flow to ``pos`` as from :func:`rasterize`. Arguments as :func:`rasterize`'s, read at each call (so
+    ``pos`` may not change between the layers of one peel). While a peeler is active its context refuses
+    :func:`rasterize` and a second peeler; a peeler cannot be entered twice.
+    """
+
+    def __init__(self, glctx: RasterizeCudaContext | None, pos: torch.Tensor, tri: torch.Tensor,
+                 resolution: Sequence[int], ranges: torch.Tensor | None = None, grad_db: bool = True):
+        if glctx is not None and not isinstance(glctx, RasterizeCudaContext):
+            raise TypeError(f"glctx must be a RasterizeCudaContext, RasterizeGLContext or None, "
+                            f"got {type(glctx).__name__}")
+        self.glctx = glctx
+        self._args = _check_rasterize_args(pos, tri, resolution, ranges, grad_db)
+        self.grad_db = grad_db
+        self._prev: torch.Tensor | None = None
+        self._state = "new"  # new -> active -> done
+
+    def __enter__(self) -> DepthPeeler:
+        if self._state == "done":
+            raise RuntimeError("Cannot re-enter a terminated depth peeling operation")
+        if self._state == "active":
+            raise RuntimeError("this DepthPeeler is already active")
+        if self.glctx is not None:
+            if self.glctx.active_depth_peeler is not None:
+                raise RuntimeError("Cannot have multiple depth peelers active simultaneously in a rasterization "
+                                   "context")
+            self.glctx.active_depth_peeler = self
+        self._state = "active"
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.glctx is not None and self.glctx.active_depth_peeler is self:
+            self.glctx.active_depth_peeler = None
+        self._state = "done"
+        self._prev = None
+        self._args = None
+        return None
+
+    def rasterize_next_layer(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next layer: ``(rast, rast_db)`` as :func:`rasterize` returns them."""
+        if self._state != "active":
+            raise RuntimeError("rasterize_next_layer() needs an active DepthPeeler (inside its with-block)")
+        pos, tri, height, width, ranges = self._args
+        rast, rast_db = torch.ops.occrecon.rasterize(pos, tri, height, width, ranges, self.grad_db, self._prev)
+        self._prev = rast.detach()
+        return rast, rast_db
 
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor, rast_db: torch.Tensor | None = None,

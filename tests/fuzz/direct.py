@@ -101,7 +101,7 @@ KINDS: dict[str, dict[str, str]] = {
     "neighbour_min_backward": {"grad_d2": "float", "target": "float", "render": "float", "idx": "index",
                                "k": "int"},
     "rasterize": {"pos": "float", "tri": "tri", "height": "int", "width": "int", "ranges": "index?",
-                  "grad_db": "bool"},
+                  "grad_db": "bool", "peel": "rast?"},
     "rasterize_backward": {"pos": "float", "tri": "tri", "rast": "rast", "grad_rast": "float", "grad_db": "float?"},
     "interpolate": {"attr": "float", "rast": "rast", "tri": "tri", "rast_db": "float?", "diff_attrs": "intlist"},
     "interpolate_backward": {"attr": "float", "rast": "rast", "tri": "tri", "rast_db": "float?",
@@ -292,6 +292,13 @@ def contract_rasterize(a) -> Verdict:
                 first, count = r[:, 0].long(), r[:, 1].long()
                 v.need(bool((first >= 0).all() and (count >= 0).all() and ((first + count) <= tri.shape[0]).all()),
                        "ranges do not fit the triangles")
+    peel = a["peel"]
+    if peel is not None and v.tensor(peel, "peel") and nv is not None and h is not None and w is not None:
+        pos = a["pos"]
+        b = pos.shape[0] if pos.dim() == 3 else (r.shape[0] if isinstance(r, T) and r.dim() == 2 else None)
+        if b is not None:
+            v.need(tuple(peel.shape) == (b, h, w, 4) and peel.dtype == pos.dtype, f"peel {peel.dtype} "
+                   f"{tuple(peel.shape)}")
     return v
 
 
@@ -528,7 +535,12 @@ def build_rasterize(g: Gen, backward: bool):
     if not range_mode and g.chance(0.2):
         ranges = g.ints((b, 2), -5, 5)  # ignored in instanced mode
     if not backward:
-        return {"pos": pos, "tri": tri, "height": h, "width": w, "ranges": ranges, "grad_db": g.chance(0.5)}, nv, True
+        peel = None
+        if g.chance(0.3):  # a depth-peeling layer: the previous layer's rast (or a random one)
+            peel = (torch.ops.occrecon.rasterize(pos, tri, h, w, ranges, True)[0] if g.chance(0.7) else
+                    g.uniform((b, h, w, 4), -2, 2, dtype))
+        return {"pos": pos, "tri": tri, "height": h, "width": w, "ranges": ranges, "grad_db": g.chance(0.5),
+                "peel": peel}, nv, True
     rast, db, consistent = _rast(g, pos, tri, h, w, ranges, b, nf, dtype)
     return {"pos": pos, "tri": tri, "rast": rast, "grad_rast": g.uniform(rast.shape, -1, 1, dtype),
             "grad_db": g.uniform(rast.shape, -1, 1, dtype) if g.chance(0.6) else None}, nv, consistent
