@@ -246,3 +246,25 @@ def test_bad_input_names_the_argument():
         torch.ops.occrecon.texture([tex], uv, None, None, 3, 1)
     with pytest.raises(RuntimeError, match="boundary"):
         torch.ops.occrecon.texture([tex], uv, None, None, 1, 0)
+
+
+def test_log_level(caplog):
+    import logging
+
+    assert dr.get_log_level() == 1  # warning, nvdiffrast's default
+    tex, uv, da, bias = _inputs()
+    try:
+        dr.set_log_level(0)
+        assert dr.get_log_level() == 0
+        with caplog.at_level(logging.INFO, logger="occrecon.render"):
+            dr.texture(tex, uv, uv_da=da)
+        assert any("mip stack of 4 levels" in r.getMessage() for r in caplog.records)
+        dr.set_log_level(2)
+        caplog.clear()
+        dr.texture(tex, uv, uv_da=da)
+        assert dr.get_log_level() == 2 and not caplog.records
+        for bad in (-1, 4, 1.0, True, "info"):
+            with pytest.raises(ValueError, match="level"):
+                dr.set_log_level(bad)
+    finally:
+        dr.set_log_level(1)

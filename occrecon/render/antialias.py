@@ -166,10 +166,13 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
     _checks.same_device("rast", rast, "color", color)
     _checks.same_device("pos", pos, "color", color)
     _checks.same_device("tri", tri, "color", color)
-    if isinstance(pos_gradient_boost, bool) or not isinstance(pos_gradient_boost, (int, float)):
-        raise TypeError(f"pos_gradient_boost must be a float, got {type(pos_gradient_boost).__name__}")
-    if not math.isfinite(pos_gradient_boost):
-        raise ValueError(f"pos_gradient_boost must be finite, got {pos_gradient_boost}")
+    # under torch.compile(dynamic=True) the boost is a symbolic float: its value is not known while tracing
+    symbolic = torch.compiler.is_compiling() or isinstance(pos_gradient_boost, (torch.SymFloat, torch.SymInt))
+    if not symbolic:
+        if isinstance(pos_gradient_boost, bool) or not isinstance(pos_gradient_boost, (int, float)):
+            raise TypeError(f"pos_gradient_boost must be a float, got {type(pos_gradient_boost).__name__}")
+        if not math.isfinite(pos_gradient_boost):
+            raise ValueError(f"pos_gradient_boost must be finite, got {pos_gradient_boost}")
     _check_tri_values(tri, num_vertices)
     if topology_hash is None:
         topology_hash = torch.ops.occrecon.antialias_construct_topology_hash(tri.contiguous())
@@ -181,4 +184,5 @@ def antialias(color: torch.Tensor, rast: torch.Tensor, pos: torch.Tensor, tri: t
                              f"{tuple(topology_hash.shape)}")
         _checks.same_device("topology_hash", topology_hash, "color", color)
     return torch.ops.occrecon.antialias(color.contiguous(), rast.contiguous(), pos.contiguous(), tri.contiguous(),
-                                        topology_hash.contiguous(), float(pos_gradient_boost))
+                                        topology_hash.contiguous(),
+                                        pos_gradient_boost if symbolic else float(pos_gradient_boost))

@@ -18,6 +18,7 @@ import torch
 
 from ..ops import _checks
 from ..ops._autograd import first_order_only
+from .log import logger
 
 __all__ = ["texture", "texture_construct_mip", "TextureMip", "FILTER_MODES", "BOUNDARY_MODES", "MAX_MIP_LEVELS"]
 
@@ -270,6 +271,9 @@ def _mip_levels(tex: torch.Tensor, mip, limit: int | None) -> list[torch.Tensor]
     """Levels 1.. for a mipmapped call: from ``mip`` or built here; differentiable as the module docstring says."""
     if mip is None:
         mip = texture_construct_mip(tex, limit)
+        if not torch.compiler.is_compiling():
+            logger.info("texture: built a mip stack of %d levels for a %s texture (pass mip= to reuse one)",
+                        len(mip.levels), list(tex.shape))
     if isinstance(mip, TextureMip):
         if mip.texture_size != tuple(tex.shape):
             raise ValueError(f"mip was built for a texture of shape {list(mip.texture_size)}, not "
