@@ -66,3 +66,31 @@ def ict():
     if shared is None:
         pytest.skip("shared assets not present")
     return load_model(shared / "assets" / "models" / "ict_narrowface.npz")
+
+
+def _quad_stack(n: int = 4, seed: int = 0, dtype=torch.float64, batch: int = 1):
+    """n random, overlapping, tilted quads in front of an OpenGL perspective camera (clip w = view depth):
+    ``(pos [batch, 4n, 4], tri [2n, 3] int32)``; the second image (batch 2) is the first mirrored upside down."""
+    from occrecon.render.meshes import perspective_clip
+
+    g = torch.Generator().manual_seed(seed)
+    quads = []
+    for _ in range(n):
+        c = torch.rand(2, generator=g, dtype=dtype) * 1.2 - 0.6
+        s = 0.4 + 0.5 * torch.rand(1, generator=g, dtype=dtype)
+        z0 = torch.rand(1, generator=g, dtype=dtype) * 1.6 - 0.8
+        tilt = (torch.rand(2, generator=g, dtype=dtype) - 0.5) * 0.8
+        corners = torch.tensor([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=dtype) * s + c
+        quads.append(torch.cat([corners, (z0 + (corners - c) @ tilt)[:, None]], 1))
+    pos = perspective_clip(torch.cat(quads), distance=3.0)
+    flip = pos * torch.tensor([1, -1, 1, 1], dtype=dtype)
+    tri = torch.tensor([[4 * k, 4 * k + 1, 4 * k + 2] for k in range(n)] + [[4 * k, 4 * k + 2, 4 * k + 3]
+                                                                          for k in range(n)], dtype=torch.int32)
+    return torch.stack([pos, flip][:batch]), tri
+
+
+@pytest.fixture
+def quad_stack():
+    """The ``_quad_stack`` function (random overlapping quads seen in perspective), for depth-order tests."""
+    return _quad_stack
+

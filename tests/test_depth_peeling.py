@@ -9,26 +9,6 @@ import occrecon.render as dr
 from occrecon.ops import reference
 
 
-def _stack(n=4, dtype=torch.float64, seed=0):
-    """n random, overlapping, tilted quads (2 triangles each) at various depths, in clip space, B = 2."""
-    g = torch.Generator().manual_seed(seed)
-    quads = []
-    for _ in range(n):
-        c = torch.rand(2, generator=g, dtype=dtype) * 1.0 - 0.5
-        s = 0.3 + 0.5 * torch.rand(1, generator=g, dtype=dtype)
-        z0 = torch.rand(1, generator=g, dtype=dtype) * 1.6 - 0.8
-        tilt = (torch.rand(2, generator=g, dtype=dtype) - 0.5) * 0.4
-        corners = torch.tensor([[-1, -1], [1, -1], [1, 1], [-1, 1]], dtype=dtype) * s + c
-        z = z0 + (corners - c) @ tilt
-        quads.append(torch.cat([corners, z[:, None], torch.ones(4, 1, dtype=dtype)], 1))
-    pos = torch.cat(quads)
-    w = 1 + 0.3 * torch.rand(pos.shape[0], 1, generator=g, dtype=dtype)
-    pos = torch.cat([pos[:, :3] * w, w], 1)
-    tri = torch.tensor([[4 * k, 4 * k + 1, 4 * k + 2] for k in range(n)] + [[4 * k, 4 * k + 2, 4 * k + 3]
-                                                                          for k in range(n)], dtype=torch.int32)
-    return torch.stack([pos, pos * torch.tensor([1, -1, 1, 1], dtype=dtype)]), tri
-
-
 def _layers_brute_force(pos, tri, res, k):
     """Per pixel, the k nearest (z/w, id) fragments from rasterizing every triangle alone (the reference)."""
     alone = [reference.rasterize(pos, tri[t:t + 1], res)[0] for t in range(tri.shape[0])]
@@ -45,8 +25,8 @@ def _layers_brute_force(pos, tri, res, k):
     return out
 
 
-def test_layers_are_the_sorted_fragments():
-    pos, tri = _stack()
+def test_layers_are_the_sorted_fragments(quad_stack):
+    pos, tri = quad_stack(batch=2)
     res = (40, 48)
     want = _layers_brute_force(pos, tri, res, 6)
     with dr.DepthPeeler(None, pos, tri, res) as peeler:
@@ -72,8 +52,8 @@ def test_coincident_triangles_come_one_per_layer_and_empty_stays_empty():
     assert (layers[3] == 0).all() and (layers[4] == 0).all()
 
 
-def test_peeled_layer_has_rasterize_gradients():
-    pos, tri = _stack(n=3)
+def test_peeled_layer_has_rasterize_gradients(quad_stack):
+    pos, tri = quad_stack(n=3, batch=2)
     pos = pos.requires_grad_()
     attr = torch.rand(1, pos.shape[1], 2, dtype=torch.float64)
 
@@ -87,8 +67,8 @@ def test_peeled_layer_has_rasterize_gradients():
     assert torch.autograd.gradcheck(lambda p: second_layer(p)[1], (pos,))
 
 
-def test_range_mode_and_float32():
-    pos, tri = _stack(n=3, dtype=torch.float32)
+def test_range_mode_and_float32(quad_stack):
+    pos, tri = quad_stack(n=3, dtype=torch.float32, batch=2)
     flat = pos.reshape(-1, 4)
     tri2 = torch.cat([tri, tri + pos.shape[1]])
     ranges = torch.tensor([[0, tri.shape[0]], [tri.shape[0], tri.shape[0]]], dtype=torch.int32)
@@ -101,8 +81,8 @@ def test_range_mode_and_float32():
             assert torch.equal(ra[..., :3], rb[..., :3])
 
 
-def test_context_rules():
-    pos, tri = _stack(n=2)
+def test_context_rules(quad_stack):
+    pos, tri = quad_stack(n=2, batch=2)
     ctx = dr.RasterizeCudaContext()
     peeler = dr.DepthPeeler(ctx, pos, tri, (8, 8))
     with pytest.raises(RuntimeError, match="active DepthPeeler"):
