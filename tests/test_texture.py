@@ -217,7 +217,7 @@ def test_bad_input_names_the_argument():
         dr.texture(tex, uv, filter_mode="cubic")
     with pytest.raises(ValueError, match="boundary_mode"):
         dr.texture(tex, uv, boundary_mode="mirror")
-    with pytest.raises(NotImplementedError, match="cube"):
+    with pytest.raises(ValueError, match="cube map mode"):
         dr.texture(tex, uv, boundary_mode="cube")
     with pytest.raises(ValueError, match="needs uv_da"):
         dr.texture(tex, uv, filter_mode="linear-mipmap-linear")
@@ -245,7 +245,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(RuntimeError, match="requires uv_da"):
         torch.ops.occrecon.texture([tex], uv, None, None, 3, 1)
     with pytest.raises(RuntimeError, match="boundary"):
-        torch.ops.occrecon.texture([tex], uv, None, None, 1, 0)
+        torch.ops.occrecon.texture([tex], uv, None, None, 1, 7)
 
 
 def test_log_level(caplog):
@@ -268,3 +268,68 @@ def test_log_level(caplog):
                 dr.set_log_level(bad)
     finally:
         dr.set_log_level(1)
+
+
+# ------------------------------------------------------------------------------------------- cube maps
+def _cube_inputs(nt=1, n=2, dtype=torch.float64, seed=0, size=8, grad=False, near_edges=False):
+    g = torch.Generator().manual_seed(seed)
+    tex = torch.rand(nt, 6, size, size, 3, generator=g, dtype=dtype)
+    d = torch.randn(n, 5, 7, 3, generator=g, dtype=dtype)
+    if near_edges:  # two components of nearly equal size: samples next to an edge or a corner of the cube
+        d = torch.sign(d) * (1 + 0.03 * torch.rand(d.shape, generator=g, dtype=dtype))
+        d[..., 1] *= torch.where(torch.rand(d.shape[:-1], generator=g) < 0.5, 1.0, 0.3).to(dtype)
+    da = torch.randn(n, 5, 7, 6, generator=g, dtype=dtype) * 0.3
+    bias = torch.randn(n, 5, 7, generator=g, dtype=dtype)
+    if grad:
+        for t in (tex, d, da, bias):
+            t.requires_grad_()
+    return tex, d, da, bias
+
+
+@pytest.mark.parametrize("near_edges", [False, True])
+@pytest.mark.parametrize("nt", [1, 2])
+@pytest.mark.parametrize("fm", FILTERS)
+def test_cube_matches_reference_values_and_gradients(fm, nt, near_edges):
+    tex, d, da, bias = _cube_inputs(nt=nt, grad=True, near_edges=near_edges)
+    kw = _kwargs(fm, "cube", da, bias)
+    ins = [tex, d] + ([da, bias] if "mipmap" in fm else [])
+    out, ref = dr.texture(tex, d, **kw), texture_reference(tex, d, **kw)
+    torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
+    g = torch.randn_like(out)
+    ga = torch.autograd.grad((out * g).sum(), ins, allow_unused=True)
+    gb = torch.autograd.grad((ref * g).sum(), ins, allow_unused=True)
+    for name, a, b in zip(("tex", "uv", "uv_da", "bias"), ga, gb):
+        torch.testing.assert_close(a, torch.zeros_like(a) if b is None else b, rtol=1e-9, atol=1e-10, msg=name)
+
+
+def test_cube_golden_faces_edges_and_corners():
+    tex = torch.arange(6, dtype=torch.float64).reshape(1, 6, 1, 1, 1).expand(1, 6, 4, 4, 1).contiguous()
+    axes = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.float64)
+    got = dr.texture(tex, axes.reshape(1, 1, 6, 3), boundary_mode="cube").flatten().tolist()
+    assert got == [0, 1, 2, 3, 4, 5]  # +X, -X, +Y, -Y, +Z, -Z
+    # exactly on the +X/+Z edge: half of each face's edge texel; on a corner: the three faces' mean
+    edge = torch.tensor([[1.0, 0.1, 1.0]], dtype=torch.float64)
+    assert dr.texture(tex, edge.reshape(1, 1, 1, 3), boundary_mode="cube").item() == pytest.approx(2.0)
+    corner = torch.tensor([[1.0, 1.0, 1.0]], dtype=torch.float64)
+    assert dr.texture(tex, corner.reshape(1, 1, 1, 3), boundary_mode="cube").item() == pytest.approx(2.0)
+    # OpenGL's orientation: +X face, s = 0.5 - z / 2|x|, t = 0.5 - y / 2|x| (t = row)
+    ramp = torch.zeros(1, 6, 4, 4, 1, dtype=torch.float64)
+    ramp[0, 0, :, :, 0] = torch.arange(16, dtype=torch.float64).reshape(4, 4)  # value = 4 row + col
+    d = torch.tensor([[1.0, -(2 * 0.875 - 1), -(2 * 0.375 - 1)]], dtype=torch.float64)  # s = 0.375, t = 0.875
+    assert dr.texture(ramp, d.reshape(1, 1, 1, 3), boundary_mode="cube", filter_mode="nearest").item() == 4 * 3 + 1
+    assert dr.texture(tex, torch.zeros(1, 1, 1, 3, dtype=torch.float64), boundary_mode="cube").item() == 0
+
+
+def test_cube_gradcheck_and_mip():
+    tex, d, da, bias = _cube_inputs(nt=2, grad=True, size=4)
+    assert torch.autograd.gradcheck(
+        lambda t, u, a, b: dr.texture(t, u, uv_da=a, mip_level_bias=b, boundary_mode="cube"), (tex, d, da, bias))
+    mip = dr.texture_construct_mip(tex.detach(), cube_mode=True)
+    assert [tuple(t.shape) for t in mip.levels] == [(2, 6, 2, 2, 3), (2, 6, 1, 1, 3)]
+    torch.testing.assert_close(mip.levels[1][:, :, 0, 0], tex.detach().mean((2, 3)))
+    with pytest.raises(ValueError, match="not this texture"):
+        dr.texture(tex.detach()[:, 0], d[..., :2].detach(), uv_da=da.detach()[..., :4], mip=mip)
+    with pytest.raises(ValueError, match="cube map mode"):
+        dr.texture(tex.detach()[:, :5], d.detach(), boundary_mode="cube")
+    with pytest.raises(ValueError, match="uv must be"):
+        dr.texture(tex.detach(), d.detach()[..., :2], boundary_mode="cube")

@@ -1,4 +1,4 @@
-// Texture sampling (nvdiffrast's texture): per-pixel math for CPU and CUDA, 2D textures.
+// Texture sampling (nvdiffrast's texture): per-pixel math for CPU and CUDA; 2D here, cube maps in texture_cube.h.
 //
 // Conventions (docs/rendering.md, "Texture sampling"):
 //   tex level l: [Nt, h_l, w_l, C] row-major, h_l = max(H >> l, 1), w_l = max(W >> l, 1); row 0 at v = 0.
@@ -242,6 +242,26 @@ OCC_HD void tex_forward_px(const TexStack<T>& s, int64_t n, T u, T v, const T* d
   tex_bilinear_accumulate<boundary, CC>(s, lv.l0, n, u, v, T(1), out);
 }
 
+// The bilinear weights of taps 00, 10, 01, 11 (nvdiffrast's order of operations).
+template <typename T>
+OCC_HD void tex_bilerp_weights(T fu, T fv, T* wt) {
+  wt[3] = fu * fv;
+  wt[1] = fu - wt[3];
+  wt[2] = fv - wt[3];
+  wt[0] = T(1) - fu - wt[2];
+}
+
+// One channel of a bilinear sample's reverse mode, taps a[4] = 00, 10, 01, 11 and incoming gradient d:
+// su, sv += d * d value / d (fu, fv); sd += d * value.
+template <typename T>
+OCC_HD void tex_bilerp_grad(const T* a, T fu, T fv, T d, T& su, T& sv, T& sd) {
+  const T cross = a[3] + a[0] - a[1] - a[2];
+  su += d * ((a[1] - a[0]) + fv * cross);
+  sv += d * ((a[2] - a[0]) + fu * cross);
+  const T top = a[0] + fu * (a[1] - a[0]), bot = a[2] + fu * (a[3] - a[2]);
+  sd += d * (top + fv * (bot - top));
+}
+
 // Reverse mode of one bilinear sample at level l scaled by `scale`: texture gradient through add(ptr, value) into
 // g (the gradient stack, same shapes as s), (gu, gv) += d/d(u, v), and, with dot != nullptr, *dot += sum_c
 // dy[c] value[c] (the sample's value against dy, for the LOD gradient).
@@ -254,21 +274,14 @@ OCC_HD void tex_bilinear_backward(const TexStack<T>& s, const TexStack<T>& g, in
   const int64_t img = (s.shared ? int64_t(0) : n) * static_cast<int64_t>(w) * h * C;
   const T* base = s.level[l] + img;
   T* gbase = g.level[l] != nullptr ? g.level[l] + img : nullptr;
-  const T fu = t.fu, fv = t.fv;
-  const T w11 = fu * fv, w10 = fu - w11, w01 = fv - w11, w00 = T(1) - fu - w01;
-  const T wt[4] = {w00, w10, w01, w11};
+  T wt[4];
+  tex_bilerp_weights(t.fu, t.fv, wt);
   T su = 0, sv = 0, sd = 0;
   for (int c = 0; c < C; ++c) {
     const T d = dy[c];
-    const T a00 = tex_tap<boundary>(base, t.off[0], c), a10 = tex_tap<boundary>(base, t.off[1], c);
-    const T a01 = tex_tap<boundary>(base, t.off[2], c), a11 = tex_tap<boundary>(base, t.off[3], c);
-    const T cross = a11 + a00 - a10 - a01;
-    su += d * ((a10 - a00) + fv * cross);
-    sv += d * ((a01 - a00) + fu * cross);
-    if (dot != nullptr) {
-      const T top = a00 + fu * (a10 - a00), bot = a01 + fu * (a11 - a01);
-      sd += d * (top + fv * (bot - top));
-    }
+    const T a[4] = {tex_tap<boundary>(base, t.off[0], c), tex_tap<boundary>(base, t.off[1], c),
+                    tex_tap<boundary>(base, t.off[2], c), tex_tap<boundary>(base, t.off[3], c)};
+    tex_bilerp_grad(a, t.fu, t.fv, d, su, sv, sd);
     if (gbase != nullptr && d != T(0)) {
       for (int k = 0; k < 4; ++k)
         if (boundary != kTexZero || t.off[k] >= 0) add(gbase + t.off[k] + c, scale * wt[k] * d);
@@ -316,13 +329,43 @@ OCC_HD void tex_backward_px(const TexStack<T>& s, const TexStack<T>& g, int64_t 
   guv[1] = gv;
 }
 
+}  // namespace occ
+
+#include "common/texture_cube.h"
+
+namespace occ {
+
+// One pixel of any boundary mode: uv / uv_da / guv / gda strides 2 / 4 in 2D and 3 / 6 for cube maps.
+template <int boundary>
+constexpr int kTexUV = boundary == kTexCube ? 3 : 2;
+template <int boundary>
+constexpr int kTexDA = boundary == kTexCube ? 6 : 4;
+
+template <int filter, int boundary, int CC, typename T>
+OCC_HD void tex_forward_any(const TexStack<T>& s, int64_t n, const T* uv, const T* da, const T* bias, T* out) {
+  if constexpr (boundary == kTexCube)
+    cube_forward_px<filter, CC>(s, n, uv, da, bias, out);
+  else
+    tex_forward_px<filter, boundary, CC>(s, n, uv[0], uv[1], da, bias, out);
+}
+
+template <int filter, int boundary, int CC, typename T, typename Add>
+OCC_HD void tex_backward_any(const TexStack<T>& s, const TexStack<T>& g, int64_t n, const T* uv, const T* da,
+                             const T* bias, const T* dy, T* guv, T* gda, T* gbias, Add add) {
+  if constexpr (boundary == kTexCube)
+    cube_backward_px<filter, CC>(s, g, n, uv, da, bias, dy, guv, gda, gbias, add);
+  else
+    tex_backward_px<filter, boundary, CC>(s, g, n, uv[0], uv[1], da, bias, dy, guv, gda, gbias, add);
+}
+
 // Calls fn(std::integral_constant<int, filter>{}, std::integral_constant<int, boundary>{}) (host side: the kernels
-// are instantiated per mode, so the per-pixel code has no mode branches). boundary is wrap, clamp or zero.
+// are instantiated per mode, so the per-pixel code has no mode branches).
 template <int F, typename Fn>
 void tex_dispatch_boundary(int boundary, Fn&& fn) {
   switch (boundary) {
     case kTexClamp: fn(std::integral_constant<int, F>{}, std::integral_constant<int, kTexClamp>{}); break;
     case kTexZero: fn(std::integral_constant<int, F>{}, std::integral_constant<int, kTexZero>{}); break;
+    case kTexCube: fn(std::integral_constant<int, F>{}, std::integral_constant<int, kTexCube>{}); break;
     default: fn(std::integral_constant<int, F>{}, std::integral_constant<int, kTexWrap>{}); break;
   }
 }

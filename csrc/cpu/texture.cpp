@@ -28,12 +28,13 @@ template <typename T>
 TexStack<T> make_stack(const std::vector<at::Tensor>& levels) {
   TexStack<T> s{};
   s.levels = static_cast<int>(levels.size());
-  s.C = static_cast<int>(levels[0].size(3));
+  const int cube = levels[0].dim() == 5 ? 1 : 0;  // [Nt, 6, S, S, C]
+  s.C = static_cast<int>(levels[0].size(3 + cube));
   s.shared = levels[0].size(0) == 1 ? 1 : 0;
   for (int l = 0; l < s.levels; ++l) {
     s.level[l] = const_cast<T*>(levels[l].const_data_ptr<T>());
-    s.h[l] = static_cast<int>(levels[l].size(1));
-    s.w[l] = static_cast<int>(levels[l].size(2));
+    s.h[l] = static_cast<int>(levels[l].size(1 + cube));
+    s.w[l] = static_cast<int>(levels[l].size(2 + cube));
   }
   return s;
 }
@@ -45,9 +46,9 @@ OCC_CPU_CLONES void forward_range(const TexStack<T>& s, const T* uv, const T* da
   if (q0 >= q1) return;  // (also P = 0: an empty image)
   int64_t n = q0 / P, p = q0 - n * P;
   const int C = s.C;
+  constexpr int U = kTexUV<BM>, D = kTexDA<BM>;
   for (int64_t q = q0; q < q1; ++q) {
-    tex_forward_px<F, BM, CC>(s, n, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr, bias ? bias + q : nullptr,
-                          out + q * C);
+    tex_forward_any<F, BM, CC>(s, n, uv + U * q, da ? da + D * q : nullptr, bias ? bias + q : nullptr, out + q * C);
     if (++p == P) {
       p = 0;
       ++n;
@@ -62,9 +63,10 @@ OCC_CPU_CLONES void backward_range(const TexStack<T>& s, const TexStack<T>& g, c
   if (q0 >= q1) return;  // (also P = 0: an empty image)
   int64_t n = q0 / P, p = q0 - n * P;
   const int C = s.C;
+  constexpr int U = kTexUV<BM>, D = kTexDA<BM>;
   for (int64_t q = q0; q < q1; ++q) {
-    tex_backward_px<F, BM, CC>(s, g, n, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr, bias ? bias + q : nullptr,
-                           dy + q * C, guv + 2 * q, gda ? gda + 4 * q : nullptr, gb ? gb + q : nullptr, PlainAdd{});
+    tex_backward_any<F, BM, CC>(s, g, n, uv + U * q, da ? da + D * q : nullptr, bias ? bias + q : nullptr, dy + q * C,
+                                guv + U * q, gda ? gda + D * q : nullptr, gb ? gb + q : nullptr, PlainAdd{});
     if (++p == P) {
       p = 0;
       ++n;
@@ -76,7 +78,7 @@ OCC_CPU_CLONES void backward_range(const TexStack<T>& s, const TexStack<T>& g, c
 
 at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tensor& uv, const at::Tensor& uv_da,
                            const at::Tensor& bias, int64_t filter, int64_t boundary) {
-  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(3);
+  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(levels[0].dim() - 1);
   auto out = at::empty({N, uv.size(1), uv.size(2), C}, uv.options());
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_forward_cpu", [&] {
     const TexStack<scalar_t> s = make_stack<scalar_t>(levels);
@@ -98,7 +100,7 @@ at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tens
 std::vector<at::Tensor> texture_backward(const std::vector<at::Tensor>& levels, const at::Tensor& uv,
                                          const at::Tensor& uv_da, const at::Tensor& bias, int64_t filter,
                                          int64_t boundary, const at::Tensor& grad_out) {
-  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(3);
+  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(levels[0].dim() - 1);
   const int64_t L = static_cast<int64_t>(levels.size());
   const bool shared = levels[0].size(0) == 1;
   // Levels a filter mode never reads get zeros, without a scatter buffer of their own.

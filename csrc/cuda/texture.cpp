@@ -20,12 +20,13 @@ template <typename T>
 TexStack<T> make_stack(const std::vector<at::Tensor>& levels, bool null_unused = false, int used = 0) {
   TexStack<T> s{};
   s.levels = static_cast<int>(levels.size());
-  s.C = static_cast<int>(levels[0].size(3));
+  const int cube = levels[0].dim() == 5 ? 1 : 0;  // [Nt, 6, S, S, C]
+  s.C = static_cast<int>(levels[0].size(3 + cube));
   s.shared = levels[0].size(0) == 1 ? 1 : 0;
   for (int l = 0; l < s.levels; ++l) {
     s.level[l] = (null_unused && l >= used) ? nullptr : const_cast<T*>(levels[l].const_data_ptr<T>());
-    s.h[l] = static_cast<int>(levels[l].size(1));
-    s.w[l] = static_cast<int>(levels[l].size(2));
+    s.h[l] = static_cast<int>(levels[l].size(1 + cube));
+    s.w[l] = static_cast<int>(levels[l].size(2 + cube));
   }
   return s;
 }
@@ -39,7 +40,7 @@ void check(cudaError_t err, const char* what) {
 at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tensor& uv, const at::Tensor& uv_da,
                            const at::Tensor& bias, int64_t filter, int64_t boundary) {
   const c10::cuda::CUDAGuard guard(uv.device());
-  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(3);
+  const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(levels[0].dim() - 1);
   auto out = at::empty({N, uv.size(1), uv.size(2), C}, uv.options());
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_forward_cuda", [&] {

@@ -11,8 +11,9 @@ __global__ void texture_forward_kernel(TexStack<T> s, const T* __restrict__ uv, 
   const int64_t n = N * P;
   for (int64_t q = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; q < n;
        q += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    tex_forward_px<filter, boundary, 0>(s, q / P, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr,
-                                     bias ? bias + q : nullptr, out + q * s.C);
+    tex_forward_any<filter, boundary, 0>(s, q / P, uv + kTexUV<boundary> * q,
+                                         da ? da + kTexDA<boundary> * q : nullptr,
+                                         bias ? bias + q : nullptr, out + q * s.C);
 }
 
 template <int filter, int boundary, typename T>
@@ -23,9 +24,12 @@ __global__ void texture_backward_kernel(TexStack<T> s, TexStack<T> g, const T* _
   const int64_t n = N * P;
   for (int64_t q = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; q < n;
        q += static_cast<int64_t>(gridDim.x) * blockDim.x)
-    tex_backward_px<filter, boundary, 0>(s, g, q / P, uv[2 * q], uv[2 * q + 1], da ? da + 4 * q : nullptr,
-                                      bias ? bias + q : nullptr, grad_out + q * s.C, guv + 2 * q,
-                                      gda ? gda + 4 * q : nullptr, gbias ? gbias + q : nullptr, AtomicAdd{});
+    tex_backward_any<filter, boundary, 0>(s, g, q / P, uv + kTexUV<boundary> * q,
+                                          da ? da + kTexDA<boundary> * q : nullptr,
+                                          bias ? bias + q : nullptr, grad_out + q * s.C,
+                                          guv + kTexUV<boundary> * q,
+                                          gda ? gda + kTexDA<boundary> * q : nullptr,
+                                          gbias ? gbias + q : nullptr, AtomicAdd{});
 }
 
 }  // namespace

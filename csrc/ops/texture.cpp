@@ -1,4 +1,4 @@
-// The texture op (nvdiffrast's texture, 2D): its schema, its argument checks and its registration for CPU and CUDA
+// The texture op (nvdiffrast's texture, 2D and cube maps): its schema, its argument checks and its registration for CPU and CUDA
 // (dispatch by key: each back end's impl calls its kernels directly). Math: csrc/common/texture.h; kernels:
 // csrc/cpu/texture.cpp, csrc/cuda/texture.cu (+ glue csrc/cuda/texture.cpp).
 //
@@ -7,7 +7,8 @@
 //
 // levels: the mip stack, levels[0] the base texture [Nt, H, W, C], level l [Nt, max(H >> l, 1), max(W >> l, 1), C];
 // uv [N, h, w, 2] with Nt in {1, N}; uv_da [N, h, w, 4]; bias [N, h, w]; filter 0 nearest, 1 linear,
-// 2 linear-mipmap-nearest, 3 linear-mipmap-linear; boundary 1 wrap, 2 clamp, 3 zero. The Python layer
+// 2 linear-mipmap-nearest, 3 linear-mipmap-linear; boundary 1 wrap, 2 clamp, 3 zero, or 0 cube: then the levels
+// are [Nt, 6, S_l, S_l, C], uv [N, h, w, 3] a direction and uv_da [N, h, w, 6]. The Python layer
 // (occrecon/render/texture.py) checks first with messages naming the arguments; these checks are the last line
 // of defence for direct torch.ops.occrecon.texture calls.
 #include <ATen/core/Tensor.h>
@@ -35,29 +36,36 @@ TextureArgs check_texture(const char* op, const std::vector<at::Tensor>& levels,
                           const std::optional<at::Tensor>& uv_da, const std::optional<at::Tensor>& bias,
                           int64_t filter, int64_t boundary) {
   TORCH_CHECK(filter >= kTexNearest && filter <= kTexLinearMipLinear, op, ": filter must be 0..3, got ", filter);
-  TORCH_CHECK(boundary == kTexWrap || boundary == kTexClamp || boundary == kTexZero, op,
-              ": boundary must be 1 (wrap), 2 (clamp) or 3 (zero), got ", boundary);
+  TORCH_CHECK(boundary >= kTexCube && boundary <= kTexZero, op,
+              ": boundary must be 0 (cube), 1 (wrap), 2 (clamp) or 3 (zero), got ", boundary);
   TORCH_CHECK(!levels.empty() && static_cast<int>(levels.size()) <= kTexMaxLevels, op, ": levels must hold 1 to ",
               kTexMaxLevels, " tensors, got ", levels.size());
+  const bool cube = boundary == kTexCube;
+  const int64_t dims = cube ? 5 : 4, uvc = cube ? 3 : 2, dac = cube ? 6 : 4;
   const at::Tensor& t0 = levels[0];
-  TORCH_CHECK(t0.dim() == 4 && t0.size(0) > 0 && t0.size(1) > 0 && t0.size(2) > 0 && t0.size(3) > 0, op,
-              ": tex must be [>0, >0, >0, >0], got ", t0.sizes());
+  bool sizes_ok = t0.dim() == dims;
+  for (int64_t d = 0; sizes_ok && d < dims; ++d) sizes_ok = t0.size(d) > 0;
+  if (cube && sizes_ok) sizes_ok = t0.size(1) == 6 && t0.size(2) == t0.size(3);
+  TORCH_CHECK(sizes_ok, op, ": tex must be ", cube ? "[>0, 6, S, S, >0] (cube map, square faces)" : "[>0, >0, >0, >0]",
+              ", got ", t0.sizes());
   TORCH_CHECK(t0.scalar_type() == at::kFloat || t0.scalar_type() == at::kDouble, op,
               ": tex must be float32 or float64, got ", t0.scalar_type());
-  TORCH_CHECK(t0.size(1) <= 65536 && t0.size(2) <= 65536, op, ": texture size too large: ", t0.sizes());
-  TORCH_CHECK(t0.size(3) <= (int64_t(1) << 20), op, ": too many channels: ", t0.size(3));
-  const int64_t Nt = t0.size(0), H = t0.size(1), W = t0.size(2), C = t0.size(3);
+  const int64_t Nt = t0.size(0), H = t0.size(dims - 3), W = t0.size(dims - 2), C = t0.size(dims - 1);
+  TORCH_CHECK(H <= 65536 && W <= 65536, op, ": texture size too large: ", t0.sizes());
+  TORCH_CHECK(C <= (int64_t(1) << 20), op, ": too many channels: ", C);
   TextureArgs a;
   for (size_t l = 0; l < levels.size(); ++l) {
     const at::Tensor& t = levels[l];
     const int64_t hl = std::max<int64_t>(H >> l, 1), wl = std::max<int64_t>(W >> l, 1);
-    TORCH_CHECK(t.dim() == 4 && t.size(0) == Nt && t.size(1) == hl && t.size(2) == wl && t.size(3) == C, op,
-                ": mip level ", l, " must be [", Nt, ", ", hl, ", ", wl, ", ", C, "], got ", t.sizes());
+    std::vector<int64_t> want = cube ? std::vector<int64_t>{Nt, 6, hl, wl, C} : std::vector<int64_t>{Nt, hl, wl, C};
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(want), op, ": mip level ", l, " must be ", at::IntArrayRef(want),
+                ", got ", t.sizes());
     TORCH_CHECK(t.scalar_type() == t0.scalar_type() && t.device() == t0.device(), op, ": mip level ", l,
                 " must be ", t0.scalar_type(), " on ", t0.device(), ", got ", t.scalar_type(), " on ", t.device());
     a.levels.push_back(t.contiguous());
   }
-  TORCH_CHECK(uv.dim() == 4 && uv.size(3) == 2 && uv.size(0) > 0, op, ": uv must be [N, h, w, 2], got ", uv.sizes());
+  TORCH_CHECK(uv.dim() == 4 && uv.size(3) == uvc && uv.size(0) > 0, op, ": uv must be [N, h, w, ", uvc, "], got ",
+              uv.sizes());
   TORCH_CHECK(uv.scalar_type() == t0.scalar_type() && uv.device() == t0.device(), op, ": uv must be ",
               t0.scalar_type(), " on ", t0.device(), ", got ", uv.scalar_type(), " on ", uv.device());
   const int64_t N = uv.size(0);
@@ -73,7 +81,7 @@ TextureArgs check_texture(const char* op, const std::vector<at::Tensor>& levels,
   };
   const bool mip = filter == kTexLinearMipNearest || filter == kTexLinearMipLinear;
   if (mip) {
-    a.uv_da = like(uv_da, {N, uv.size(1), uv.size(2), 4}, "uv_da");
+    a.uv_da = like(uv_da, {N, uv.size(1), uv.size(2), dac}, "uv_da");
     a.bias = like(bias, {N, uv.size(1), uv.size(2)}, "mip_level_bias");
     TORCH_CHECK(a.uv_da.defined() || a.bias.defined(), op,
                 ": mipmapping filter mode requires uv_da and/or mip_level_bias input");
@@ -83,7 +91,7 @@ TextureArgs check_texture(const char* op, const std::vector<at::Tensor>& levels,
 
 void check_grad(const char* op, const at::Tensor& grad_out, const TextureArgs& a) {
   const auto& uv = a.uv;
-  const std::vector<int64_t> sizes = {uv.size(0), uv.size(1), uv.size(2), a.levels[0].size(3)};
+  const std::vector<int64_t> sizes = {uv.size(0), uv.size(1), uv.size(2), a.levels[0].size(a.levels[0].dim() - 1)};
   TORCH_CHECK(grad_out.sizes() == at::IntArrayRef(sizes) && grad_out.scalar_type() == uv.scalar_type() &&
                   grad_out.device() == uv.device(),
               op, ": grad_out must be ", at::IntArrayRef(sizes), " ", uv.scalar_type(), " on ", uv.device(),

@@ -33,7 +33,7 @@ _MAX_SIZE = 65536
 # ------------------------------------------------------------------------------------------- op registrations
 @torch.library.register_fake("occrecon::texture")
 def _texture_fake(levels, uv, uv_da, bias, filter, boundary):
-    return uv.new_empty((uv.shape[0], uv.shape[1], uv.shape[2], levels[0].shape[3]))
+    return uv.new_empty((uv.shape[0], uv.shape[1], uv.shape[2], levels[0].shape[-1]))
 
 
 @torch.library.register_fake("occrecon::texture_backward")
@@ -92,7 +92,11 @@ def _mip_sizes(h: int, w: int, max_mip_level: int | None) -> list[tuple[int, int
 
 
 def _box_down(t: torch.Tensor) -> torch.Tensor:
-    """One mip level from the previous one ``[N, h, w, C]`` (2 × 2 box; 2 × 1 where an extent is 1)."""
+    """One mip level from the previous one ``[N, h, w, C]`` or, for a cube map, ``[N, 6, S, S, C]`` (each face
+    alone; 2 × 2 box; 2 × 1 where an extent is 1)."""
+    if t.dim() == 5:
+        n, f, h, w, c = t.shape
+        return _box_down(t.reshape(n * f, h, w, c)).reshape(n, f, max(h // 2, 1), max(w // 2, 1), c)
     n, h, w, c = t.shape
     if h > 1:
         t = 0.5 * (t[:, 0::2] + t[:, 1::2])
@@ -102,11 +106,11 @@ def _box_down(t: torch.Tensor) -> torch.Tensor:
 
 
 def _box_up_adjoint(g: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Adjoint of :func:`_box_down` from ``[N, h // 2, w // 2, C]`` back to ``[N, h, w, C]``."""
+    """Adjoint of :func:`_box_down` from ``[..., h // 2, w // 2, C]`` back to ``[..., h, w, C]``."""
     if w > 1:
-        g = 0.5 * g.repeat_interleave(2, dim=2)
+        g = 0.5 * g.repeat_interleave(2, dim=-2)
     if h > 1:
-        g = 0.5 * g.repeat_interleave(2, dim=1)
+        g = 0.5 * g.repeat_interleave(2, dim=-3)
     return g
 
 
@@ -127,7 +131,7 @@ class _MipFromTex(torch.autograd.Function):
             if g is not None:
                 acc = g if acc is None else acc + g
             if acc is not None:
-                _, h, w, _ = ctx.shapes[l - 1]
+                h, w = ctx.shapes[l - 1][-3:-1]
                 acc = _box_up_adjoint(acc, h, w)
         return (acc,) + (None,) * len(grads)
 
@@ -139,7 +143,7 @@ class TextureMip:
         levels: the levels 1.. as tensors ``[Nt, h_l, w_l, C]`` (level 0 is the texture itself).
         texture_size: the shape of the texture it was built from; :func:`texture` refuses another.
         max_mip_level: the limit it was built with (None: down to 1 × 1).
-        cube_mode: False (cube maps are not supported yet).
+        cube_mode: whether the texture is a cube map ``[Nt, 6, S, S, C]`` (each face filtered alone).
     """
 
     def __init__(self, levels: Sequence[torch.Tensor], texture_size: tuple, max_mip_level: int | None,
@@ -166,12 +170,15 @@ def _check_tex(tex, cube: bool) -> None:
     _checks.tensor("tex", tex)
     _checks.floating("tex", tex)
     if cube:
-        raise NotImplementedError("boundary_mode='cube' (cube maps) is not supported yet; see docs/rendering.md")
-    if tex.dim() != 4 or min(tex.shape) <= 0:
+        if tex.dim() != 5 or tex.shape[1] != 6 or tex.shape[2] != tex.shape[3] or min(tex.shape) <= 0:
+            raise ValueError(f"tex must be [minibatch, 6, size, size, channels] in cube map mode (square faces "
+                             f"+X, -X, +Y, -Y, +Z, -Z), got {tuple(tex.shape)}")
+    elif tex.dim() != 4 or min(tex.shape) <= 0:
         raise ValueError(f"tex must be [minibatch, height, width, channels] with every size > 0, got "
-                         f"{tuple(tex.shape)}")
-    if tex.shape[1] > _MAX_SIZE or tex.shape[2] > _MAX_SIZE:
-        raise ValueError(f"tex: texture size too large ({tex.shape[1]} x {tex.shape[2]}; at most {_MAX_SIZE})")
+                         f"{tuple(tex.shape)}" + (" (a 5-D tex is a cube map: boundary_mode='cube')"
+                                                  if tex.dim() == 5 else ""))
+    if tex.shape[-3] > _MAX_SIZE or tex.shape[-2] > _MAX_SIZE:
+        raise ValueError(f"tex: texture size too large ({tex.shape[-3]} x {tex.shape[-2]}; at most {_MAX_SIZE})")
 
 
 def texture_construct_mip(tex: torch.Tensor, max_mip_level: int | None = None, cube_mode: bool = False) -> TextureMip:
@@ -188,7 +195,7 @@ def texture_construct_mip(tex: torch.Tensor, max_mip_level: int | None = None, c
         raise TypeError(f"cube_mode must be True or False, got {cube_mode!r}")
     _check_tex(tex, cube_mode)
     limit = _check_max_mip_level(max_mip_level)
-    sizes = _mip_sizes(tex.shape[1], tex.shape[2], limit)
+    sizes = _mip_sizes(tex.shape[-3], tex.shape[-2], limit)
     levels = []
     with torch.no_grad():
         t = tex.detach()
@@ -216,7 +223,9 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
         filter_mode: ``'auto'`` (``'linear-mipmap-linear'`` when ``uv_da`` or ``mip_level_bias`` is given, else
             ``'linear'``), ``'nearest'``, ``'linear'``, ``'linear-mipmap-nearest'`` (level ``floor(lod)``) or
             ``'linear-mipmap-linear'`` (the two levels around ``lod``, blended).
-        boundary_mode: ``'wrap'``, ``'clamp'`` or ``'zero'`` (``'cube'`` is not supported yet).
+        boundary_mode: ``'wrap'``, ``'clamp'``, ``'zero'``, or ``'cube'``: ``tex`` is then a cube map
+            ``[Nt, 6, S, S, C]`` (faces +X, −X, +Y, −Y, +Z, −Z), ``uv`` a direction ``[N, h, w, 3]`` (any length) and
+            ``uv_da`` its derivatives ``[N, h, w, 6]`` (dx/dX, dx/dY, dy/dX, dy/dY, dz/dX, dz/dY).
         max_mip_level: at most this many levels above the base in a stack built here (0: no mipmapping).
 
     Returns:
@@ -237,8 +246,11 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
     if uv.dtype != tex.dtype:
         raise TypeError(f"uv dtype {uv.dtype} must equal tex dtype {tex.dtype}")
     _checks.same_device("uv", uv, "tex", tex)
-    if uv.dim() != 4 or uv.shape[-1] != 2 or min(uv.shape) <= 0:
-        raise ValueError(f"uv must be [minibatch, height, width, 2] with every size > 0, got {tuple(uv.shape)}")
+    cube = boundary_mode == "cube"
+    uvc, dac = (3, 6) if cube else (2, 4)
+    if uv.dim() != 4 or uv.shape[-1] != uvc or min(uv.shape) <= 0:
+        raise ValueError(f"uv must be [minibatch, height, width, {uvc}] with every size > 0"
+                         f"{' (a direction, cube map mode)' if cube else ''}, got {tuple(uv.shape)}")
     n, h, w = uv.shape[:3]
     if tex.shape[0] not in (1, n):
         raise ValueError(f"tex minibatch {tex.shape[0]} must be 1 or uv's minibatch {n}")
@@ -249,7 +261,7 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
         filter_mode, mipmapped = "linear", False
     levels = [tex]
     if mipmapped:
-        for name, t, shape in (("uv_da", uv_da, (n, h, w, 4)), ("mip_level_bias", mip_level_bias, (n, h, w))):
+        for name, t, shape in (("uv_da", uv_da, (n, h, w, dac)), ("mip_level_bias", mip_level_bias, (n, h, w))):
             if t is None:
                 continue
             _checks.tensor(name, t)
@@ -258,7 +270,7 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
             _checks.same_device(name, t, "tex", tex)
             if tuple(t.shape) != shape:
                 raise ValueError(f"{name} must be {list(shape)}, got {list(t.shape)}")
-        levels += _mip_levels(tex, mip, limit)
+        levels += _mip_levels(tex, mip, limit, cube)
     else:
         uv_da = mip_level_bias = None
     return torch.ops.occrecon.texture([t.contiguous() for t in levels], uv.contiguous(),
@@ -267,16 +279,17 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, uv_da: torch.Tensor | None = No
                                       FILTER_MODES[filter_mode], BOUNDARY_MODES[boundary_mode])
 
 
-def _mip_levels(tex: torch.Tensor, mip, limit: int | None) -> list[torch.Tensor]:
+def _mip_levels(tex: torch.Tensor, mip, limit: int | None, cube: bool) -> list[torch.Tensor]:
     """Levels 1.. for a mipmapped call: from ``mip`` or built here; differentiable as the module docstring says."""
     if mip is None:
-        mip = texture_construct_mip(tex, limit)
+        mip = texture_construct_mip(tex, limit, cube)
         if not torch.compiler.is_compiling():
             logger.info("texture: built a mip stack of %d levels for a %s texture (pass mip= to reuse one)",
                         len(mip.levels), list(tex.shape))
     if isinstance(mip, TextureMip):
-        if mip.texture_size != tuple(tex.shape):
-            raise ValueError(f"mip was built for a texture of shape {list(mip.texture_size)}, not "
+        if mip.texture_size != tuple(tex.shape) or mip.cube_mode != cube:
+            raise ValueError(f"mip was built for a {'cube map' if mip.cube_mode else 'texture'} of shape "
+                             f"{list(mip.texture_size)}, not this {'cube map' if cube else 'texture'} of shape "
                              f"{list(tex.shape)}")
         if not mip.levels:
             return []
@@ -288,9 +301,9 @@ def _mip_levels(tex: torch.Tensor, mip, limit: int | None) -> list[torch.Tensor]
                         f"{type(mip).__name__}")
     if len(mip) + 1 > MAX_MIP_LEVELS:
         raise ValueError(f"mip holds {len(mip)} levels; at most {MAX_MIP_LEVELS - 1}")
-    nt, hh, ww, c = tex.shape
+    nt, hh, ww, c = tex.shape[0], tex.shape[-3], tex.shape[-2], tex.shape[-1]
     for i, t in enumerate(mip, start=1):
-        want = (nt, max(hh >> i, 1), max(ww >> i, 1), c)
+        want = (nt, *((6,) if cube else ()), max(hh >> i, 1), max(ww >> i, 1), c)
         if tuple(t.shape) != want:
             raise ValueError(f"mip[{i - 1}] (level {i}) must be {list(want)}, got {list(t.shape)}")
         if t.dtype != tex.dtype:

@@ -423,27 +423,33 @@ def _texture_common(v: Verdict, a) -> None:
     if f is not None:
         v.need(0 <= f <= 3, f"filter = {f}")
     if bm is not None:
-        v.need(bm in (1, 2, 3), f"boundary = {bm}")
+        v.need(bm in (0, 1, 2, 3), f"boundary = {bm}")
+    cube = bm == 0
     levels, uv = a["levels"], a["uv"]
     if not v.need(isinstance(levels, list) and 1 <= len(levels) <= 17, "levels: 1 to 17 tensors"):
         return
     t0 = levels[0]
-    if not (v.floating(t0, "levels[0]") and v.need(t0.dim() == 4 and min(t0.shape) > 0, f"tex {tuple(t0.shape)}")):
+    dims = 5 if cube else 4
+    if not (v.floating(t0, "levels[0]") and v.need(t0.dim() == dims and min(t0.shape) > 0, f"tex {tuple(t0.shape)}")):
         return
-    nt, h, w, c = t0.shape
+    if cube and not v.need(t0.shape[1] == 6 and t0.shape[2] == t0.shape[3], f"cube tex {tuple(t0.shape)}"):
+        return
+    nt, h, w, c = t0.shape[0], t0.shape[-3], t0.shape[-2], t0.shape[-1]
     v.need(h <= 65536 and w <= 65536 and c <= 2 ** 20, f"tex {tuple(t0.shape)} too large")
     for l, t in enumerate(levels):
         if v.tensor(t, f"levels[{l}]"):
-            v.need(tuple(t.shape) == (nt, max(h >> l, 1), max(w >> l, 1), c), f"level {l} {tuple(t.shape)}")
+            want = (nt, *((6,) if cube else ()), max(h >> l, 1), max(w >> l, 1), c)
+            v.need(tuple(t.shape) == want, f"level {l} {tuple(t.shape)}")
             v.need(t.dtype == t0.dtype, f"level {l} is {t.dtype}")
-    if not (v.floating(uv, "uv") and v.need(uv.dim() == 4 and uv.shape[3] == 2 and uv.shape[0] > 0,
+    uvc = 3 if cube else 2
+    if not (v.floating(uv, "uv") and v.need(uv.dim() == 4 and uv.shape[3] == uvc and uv.shape[0] > 0,
                                             f"uv {tuple(uv.shape)}")):
         return
     v.need(uv.dtype == t0.dtype, f"uv is {uv.dtype}")
     v.need(nt in (1, uv.shape[0]), f"tex minibatch {nt} vs uv {uv.shape[0]}")
     if f in (2, 3):
         present = 0
-        for name, shape in (("uv_da", (*uv.shape[:3], 4)), ("bias", tuple(uv.shape[:3]))):
+        for name, shape in (("uv_da", (*uv.shape[:3], 6 if cube else 4)), ("bias", tuple(uv.shape[:3]))):
             x = a[name]
             if x is None or not isinstance(x, T) or x.numel() == 0:
                 v.need(x is None or isinstance(x, T), f"{name} is no tensor")
@@ -456,8 +462,8 @@ def _texture_common(v: Verdict, a) -> None:
 def _texture_grad(v: Verdict, a) -> None:
     g, uv, levels = a["grad_out"], a["uv"], a["levels"]
     if v.tensor(g, "grad_out") and isinstance(uv, T) and uv.dim() == 4 and isinstance(levels, list) and levels \
-            and isinstance(levels[0], T) and levels[0].dim() == 4:
-        v.need(tuple(g.shape) == (*uv.shape[:3], levels[0].shape[3]) and g.dtype == uv.dtype,
+            and isinstance(levels[0], T) and levels[0].dim() in (4, 5):
+        v.need(tuple(g.shape) == (*uv.shape[:3], levels[0].shape[-1]) and g.dtype == uv.dtype,
                f"grad_out {g.dtype} {tuple(g.shape)}")
 
 
@@ -598,20 +604,23 @@ def build_texture(g: Gen, backward: bool):
     dtype = g.float_dtype()
     n, nt = g.int(1, 3), 1
     nt = g.pick([1, n])
+    cube = g.chance(0.3)
     h, w, c = g.pick([1, 2, 4, 8]), g.pick([1, 2, 4, 16]), g.int(1, 5)
-    tex = g.uniform((nt, h, w, c), 0, 1, dtype)
+    if cube:
+        w = h
+    tex = g.uniform((nt, 6, h, w, c) if cube else (nt, h, w, c), 0, 1, dtype)
     levels = [tex]
     t = tex
-    while t.shape[1] > 1 or t.shape[2] > 1:  # the box-filtered stack (any contents would do)
-        t = t[:, ::2 if t.shape[1] > 1 else 1, ::2 if t.shape[2] > 1 else 1].contiguous()
+    while t.shape[-3] > 1 or t.shape[-2] > 1:  # a stack of the right sizes (any contents would do)
+        t = t[..., ::2 if t.shape[-3] > 1 else 1, ::2 if t.shape[-2] > 1 else 1, :].contiguous()
         levels.append(t)
     if g.chance(0.3):
         levels = levels[:g.int(1, len(levels))]
     oh, ow = g.int(0 if g.chance(0.05) else 1, 6), g.int(1, 6)
-    args = {"levels": levels, "uv": g.uniform((n, oh, ow, 2), -0.5, 1.5, dtype),
-            "uv_da": g.uniform((n, oh, ow, 4), -0.5, 0.5, dtype) if g.chance(0.7) else None,
+    args = {"levels": levels, "uv": g.uniform((n, oh, ow, 3 if cube else 2), -0.5 if not cube else -1, 1.5, dtype),
+            "uv_da": g.uniform((n, oh, ow, 6 if cube else 4), -0.5, 0.5, dtype) if g.chance(0.7) else None,
             "bias": g.uniform((n, oh, ow), -1, 4, dtype) if g.chance(0.5) else None,
-            "filter": g.int(0, 3), "boundary": g.int(1, 3)}
+            "filter": g.int(0, 3), "boundary": 0 if cube else g.int(1, 3)}
     if args["filter"] >= 2 and args["uv_da"] is None and args["bias"] is None:
         args["bias"] = g.uniform((n, oh, ow), -1, 4, dtype)
     if backward:
@@ -665,7 +674,7 @@ def shapes(name: str, a: dict) -> list[tuple[tuple, torch.dtype]]:
         return [(tuple(a[k].shape), f("normals")) for k in ("normals", "albedo", "gamma")]
     if name in ("texture", "texture_backward"):
         uv, levels = a["uv"], a["levels"]
-        out = ((*uv.shape[:3], levels[0].shape[3]), f("uv"))
+        out = ((*uv.shape[:3], levels[0].shape[-1]), f("uv"))
         if name == "texture":
             return [out]
         mip = a["filter"] in (2, 3)
