@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/texture.h"
+#include "ops/checks.h"
 #include "cpu/texture.h"
 #ifdef OCCRECON_WITH_CUDA
 #include "cuda/texture.h"
@@ -147,8 +148,4 @@ void register_texture_impl(torch::Library& m, c10::DispatchKey key) {
 
 }  // namespace occ::ops
 
-TORCH_LIBRARY_FRAGMENT(occrecon, m) { occ::ops::register_texture(m); }
-TORCH_LIBRARY_IMPL(occrecon, CPU, m) { occ::ops::register_texture_impl(m, c10::DispatchKey::CPU); }
-#ifdef OCCRECON_WITH_CUDA
-TORCH_LIBRARY_IMPL(occrecon, CUDA, m) { occ::ops::register_texture_impl(m, c10::DispatchKey::CUDA); }
-#endif
+OCC_REGISTER_OP(texture)

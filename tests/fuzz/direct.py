@@ -1,4 +1,4 @@
-"""Fuzz cases that call every ``torch.ops.occrecon`` op directly, forward and backward (schemas: csrc/ops.cpp, csrc/ops/*.cpp).
+"""Fuzz cases that call every ``torch.ops.occrecon`` op directly, forward and backward (schemas: csrc/ops/*.cpp).
 
 A direct call bypasses the Python checks, so the C++ checks are the only defence: every op must validate every
 argument it reads. Each case draws valid arguments, mutates zero to two of them (dtype, a size, the number of
@@ -71,7 +71,7 @@ class Verdict:
                 self.fails.append(f"{name} = {x!r} is no bool")
 
     def tri(self, tri: object, vertices: int, name: str = "tri") -> None:
-        """csrc/ops.cpp check_tri: [F, 3] int32, every index in [0, V)."""
+        """csrc/ops/checks.cpp check_tri: [F, 3] int32, every index in [0, V)."""
         if not self.tensor(tri, name):
             return
         if self.need(tri.dim() == 2 and tri.shape[1] == 3, f"{name} {tuple(tri.shape)} is not [F, 3]") and \
