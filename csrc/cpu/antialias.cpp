@@ -20,7 +20,7 @@
 #include <cstring>
 
 #include "common/antialias.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/antialias.h"
 
 namespace occ::cpu {
 namespace {

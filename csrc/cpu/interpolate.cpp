@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "common/interpolate.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/interpolate.h"
 
 namespace occ::cpu {
 

@@ -11,7 +11,7 @@
 
 #include "common/neighbour_min.h"
 #include "cpu/isa.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/neighbour_min.h"
 
 namespace occ::cpu {
 namespace {

@@ -15,7 +15,7 @@
 
 #include "common/normals.h"
 #include "cpu/isa.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/vertex_normals.h"
 
 namespace occ::cpu {
 namespace {

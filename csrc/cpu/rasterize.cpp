@@ -18,7 +18,7 @@
 
 #include "common/rasterize.h"
 #include "cpu/isa.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/rasterize.h"
 
 namespace occ::cpu {
 namespace {

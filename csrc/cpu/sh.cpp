@@ -17,7 +17,7 @@
 
 #include "common/sh.h"
 #include "cpu/isa.h"
-#include "cpu/ops_cpu.h"
+#include "cpu/sh_shade.h"
 
 namespace occ::cpu {
 namespace {

@@ -5,7 +5,7 @@
 // of the additions is not fixed). The topology kernels are deterministic given the stably sorted keys.
 #include "common/antialias.h"
 #include "cuda/grid.cuh"
-#include "cuda/launchers.h"
+#include "cuda/antialias_launch.h"
 
 namespace occ::cuda {
 namespace {

@@ -1,7 +1,7 @@
 // CUDA kernels for the neighbourhood-min op: one thread per pixel; the math is common/neighbour_min.h.
 #include "common/neighbour_min.h"
 #include "cuda/grid.cuh"
-#include "cuda/launchers.h"
+#include "cuda/neighbour_min_launch.h"
 
 namespace occ::cuda {
 namespace {

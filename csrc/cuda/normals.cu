@@ -3,7 +3,7 @@
 // no atomics: results are deterministic run to run.
 #include "common/normals.h"
 #include "cuda/grid.cuh"
-#include "cuda/launchers.h"
+#include "cuda/vertex_normals_launch.h"
 
 namespace occ::cuda {
 namespace {

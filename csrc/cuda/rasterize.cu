@@ -8,7 +8,8 @@
 #include "common/interpolate.h"
 #include "common/rasterize.h"
 #include "cuda/grid.cuh"
-#include "cuda/launchers.h"
+#include "cuda/rasterize_launch.h"
+#include "cuda/interpolate_launch.h"
 
 namespace occ::cuda {
 namespace {

@@ -6,7 +6,7 @@
 // atomics: the results are deterministic run to run.
 #include "common/sh.h"
 #include "cuda/grid.cuh"
-#include "cuda/launchers.h"
+#include "cuda/sh_shade_launch.h"
 
 namespace occ::cuda {
 namespace {

@@ -13,10 +13,10 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/ops_cpu.h"
+#include "cpu/interpolate.h"
 #include "ops/checks.h"
 #ifdef OCCRECON_WITH_CUDA
-#include "cuda/ops_cuda.h"
+#include "cuda/interpolate.h"
 #endif
 
 namespace occ::ops {

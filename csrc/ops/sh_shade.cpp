@@ -15,10 +15,10 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/ops_cpu.h"
+#include "cpu/sh_shade.h"
 #include "ops/checks.h"
 #ifdef OCCRECON_WITH_CUDA
-#include "cuda/ops_cuda.h"
+#include "cuda/sh_shade.h"
 #endif
 
 namespace occ::ops {

@@ -16,10 +16,10 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/ops_cpu.h"
+#include "cpu/vertex_normals.h"
 #include "ops/checks.h"
 #ifdef OCCRECON_WITH_CUDA
-#include "cuda/ops_cuda.h"
+#include "cuda/vertex_normals.h"
 #endif
 
 namespace occ::ops {

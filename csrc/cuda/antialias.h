@@ -1,4 +1,4 @@
-// Tensor-level CUDA entry points (defined in ops_cuda.cpp, built only with OCCRECON_WITH_CUDA).
+// CUDA antialias kernels' tensor entry points (glue: csrc/cuda/antialias.cpp).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,5 +7,5 @@
 #include <vector>
 
 namespace occ::cuda {
-#include "backend_ops.inc"
+#include "ops/antialias_kernels.inc"
 }  // namespace occ::cuda

@@ -1,4 +1,4 @@
-// CPU kernels, one function per op direction (defined in csrc/cpu/*.cpp).
+// CPU vertex_normals kernels' tensor entry points (csrc/cpu/*.cpp).
 #pragma once
 
 #include <ATen/core/Tensor.h>
@@ -7,5 +7,5 @@
 #include <vector>
 
 namespace occ::cpu {
-#include "backend_ops.inc"
+#include "ops/vertex_normals_kernels.inc"
 }  // namespace occ::cpu

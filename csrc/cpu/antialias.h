@@ -1,0 +1,11 @@
+// CPU antialias kernels' tensor entry points (csrc/cpu/*.cpp).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+#include <vector>
+
+namespace occ::cpu {
+#include "ops/antialias_kernels.inc"
+}  // namespace occ::cpu

@@ -1,0 +1,11 @@
+// CPU interpolate kernels' tensor entry points (csrc/cpu/*.cpp).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <tuple>
+#include <vector>
+
+namespace occ::cpu {
+#include "ops/interpolate_kernels.inc"
+}  // namespace occ::cpu
