@@ -86,7 +86,7 @@ SANITIZE ?= address,undefined
 CXX_FOR_ASAN ?= g++
 KERNEL_TESTS ?= tests/test_rasterize.py tests/test_reference_raster.py tests/test_antialias.py \
   tests/test_neighbour_min.py tests/test_sh_shade.py tests/test_vertex_normals.py tests/test_face_renderer.py \
-  tests/test_kernel_hardening.py
+  tests/test_kernel_hardening.py tests/test_texture.py tests/test_depth_peeling.py tests/test_fragments_pytorch3d.py
 ASAN_REPORTS := $(ASAN_BUILD)/reports
 ASAN_FUZZ_CASES ?= 3000
 # libstdc++ is preloaded too: python links none, and ASan must find __cxa_throw when it starts.

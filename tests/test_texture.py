@@ -191,6 +191,7 @@ def test_non_finite_uv_reads_zero_without_gradient_and_never_out_of_bounds():
 
 def test_cpu_backward_is_deterministic_and_thread_independent():
     tex, uv, da, bias = _inputs(nt=1, n=3, dtype=torch.float32, size=(160, 150), hw=(64, 64), grad=True)
+    # 72,000 pixels, 5,461 texels: two scatter groups (csrc/cpu/texture.cpp), summed in order
     threads = torch.get_num_threads()
     grads = []
     try:

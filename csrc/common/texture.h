@@ -278,13 +278,16 @@ OCC_HD void tex_bilinear_backward(const TexStack<T>& s, const TexStack<T>& g, in
   tex_bilerp_weights(t.fu, t.fv, wt);
   T su = 0, sv = 0, sd = 0;
   for (int c = 0; c < C; ++c) {
-    const T d = dy[c];
     const T a[4] = {tex_tap<boundary>(base, t.off[0], c), tex_tap<boundary>(base, t.off[1], c),
                     tex_tap<boundary>(base, t.off[2], c), tex_tap<boundary>(base, t.off[3], c)};
-    tex_bilerp_grad(a, t.fu, t.fv, d, su, sv, sd);
-    if (gbase != nullptr && d != T(0)) {
-      for (int k = 0; k < 4; ++k)
-        if (boundary != kTexZero || t.off[k] >= 0) add(gbase + t.off[k] + c, scale * wt[k] * d);
+    tex_bilerp_grad(a, t.fu, t.fv, dy[c], su, sv, sd);
+  }
+  if (gbase != nullptr) {  // tap by tap: a texel's C channels are contiguous
+    for (int k = 0; k < 4; ++k) {
+      if (boundary == kTexZero && t.off[k] < 0) continue;
+      const T sw = scale * wt[k];
+      T* gk = gbase + t.off[k];
+      for (int c = 0; c < C; ++c) add(gk + c, sw * dy[c]);
     }
   }
   if (!t.clamp_u) gu += scale * su * T(w);

@@ -145,16 +145,19 @@ OCC_HD void cube_bilinear_backward(const TexStack<T>& s, const TexStack<T>& g, i
   tex_bilerp_weights(t.fu, t.fv, wt);
   T su = 0, sv = 0, sd = 0;
   for (int ch = 0; ch < C; ++ch) {
-    const T d = dy[ch];
     T a[4];
     cube_tap_values(base, t, ch, a);
-    tex_bilerp_grad(a, t.fu, t.fv, d, su, sv, sd);
-    if (gbase != nullptr && d != T(0)) {
-      T corner_share = T(0);
-      for (int k = 0; k < 4; ++k)
-        if (t.off[k] == kCubeCorner) corner_share = scale * wt[k] * d * T(1.0 / 3.0);
-      for (int k = 0; k < 4; ++k)
-        if (t.off[k] != kCubeCorner) add(gbase + t.off[k] + ch, scale * wt[k] * d + corner_share);
+    tex_bilerp_grad(a, t.fu, t.fv, dy[ch], su, sv, sd);
+  }
+  if (gbase != nullptr) {  // tap by tap; a missing corner's weight goes a third to each other tap
+    T corner_w = T(0);
+    for (int k = 0; k < 4; ++k)
+      if (t.off[k] == kCubeCorner) corner_w = scale * wt[k] * T(1.0 / 3.0);
+    for (int k = 0; k < 4; ++k) {
+      if (t.off[k] == kCubeCorner) continue;
+      const T sw = scale * wt[k], cw = corner_w;
+      T* gk = gbase + t.off[k];
+      for (int ch = 0; ch < C; ++ch) add(gk + ch, sw * dy[ch] + cw * dy[ch]);
     }
   }
   gs += scale * su * T(S);

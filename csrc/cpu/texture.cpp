@@ -21,8 +21,12 @@
 namespace occ::cpu {
 namespace {
 
-constexpr int64_t kGroupPixels = 65536;  // a shared texture's gradient gets one buffer per this many pixels ...
-constexpr int64_t kMaxGroups = 4;        // ... up to this many
+// A shared texture's gradient gets one private buffer (a whole stack, zero-filled, then summed) per group of
+// pixels: a group holds at least kMinGroupPixels pixels and at least as many pixels as the stack has texels (so
+// filling and summing a buffer costs no more than the scatter it serves), at most kMaxGroups groups. The count
+// depends on the sizes only, never on the thread count.
+constexpr int64_t kMinGroupPixels = 65536;
+constexpr int64_t kMaxGroups = 4;
 
 template <typename T>
 TexStack<T> make_stack(const std::vector<at::Tensor>& levels) {
@@ -105,7 +109,10 @@ std::vector<at::Tensor> texture_backward(const std::vector<at::Tensor>& levels, 
   const bool shared = levels[0].size(0) == 1;
   // Levels a filter mode never reads get zeros, without a scatter buffer of their own.
   const int64_t used = (filter == kTexLinearMipNearest || filter == kTexLinearMipLinear) ? L : 1;
-  const int64_t G = shared ? std::clamp<int64_t>((N * P + kGroupPixels - 1) / kGroupPixels, 1, kMaxGroups) : 1;
+  int64_t texels = 0;
+  for (int64_t l = 0; l < used; ++l) texels += levels[l].numel() / C;
+  const int64_t per_group = std::max(kMinGroupPixels, texels);
+  const int64_t G = shared ? std::clamp<int64_t>((N * P + per_group - 1) / per_group, 1, kMaxGroups) : 1;
   std::vector<at::Tensor> grads;
   std::vector<at::Tensor> buffers;  // [G, ...] per used level when shared, else the gradients themselves
   for (int64_t l = 0; l < L; ++l) {

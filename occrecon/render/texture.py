@@ -106,12 +106,12 @@ def _box_down(t: torch.Tensor) -> torch.Tensor:
 
 
 def _box_up_adjoint(g: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Adjoint of :func:`_box_down` from ``[..., h // 2, w // 2, C]`` back to ``[..., h, w, C]``."""
-    if w > 1:
-        g = 0.5 * g.repeat_interleave(2, dim=-2)
-    if h > 1:
-        g = 0.5 * g.repeat_interleave(2, dim=-3)
-    return g
+    """Adjoint of :func:`_box_down` from ``[..., h // 2, w // 2, C]`` back to ``[..., h, w, C]``: each texel's
+    gradient, scaled by the box weight, copied to the texels it averaged (one pass over the larger level)."""
+    fh, fw = (2 if h > 1 else 1), (2 if w > 1 else 1)
+    *lead, hh, ww, c = g.shape
+    g = g * (1.0 / (fh * fw))
+    return g.reshape(*lead, hh, 1, ww, 1, c).expand(*lead, hh, fh, ww, fw, c).reshape(*lead, hh * fh, ww * fw, c)
 
 
 class _MipFromTex(torch.autograd.Function):
