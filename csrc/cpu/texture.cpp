@@ -17,6 +17,7 @@
 
 #include "common/texture.h"
 #include "cpu/isa.h"
+#include "ops/texture_stack.h"
 
 namespace occ::cpu {
 namespace {
@@ -28,20 +29,7 @@ namespace {
 constexpr int64_t kMinGroupPixels = 65536;
 constexpr int64_t kMaxGroups = 4;
 
-template <typename T>
-TexStack<T> make_stack(const std::vector<at::Tensor>& levels) {
-  TexStack<T> s{};
-  s.levels = static_cast<int>(levels.size());
-  const int cube = levels[0].dim() == 5 ? 1 : 0;  // [Nt, 6, S, S, C]
-  s.C = static_cast<int>(levels[0].size(3 + cube));
-  s.shared = levels[0].size(0) == 1 ? 1 : 0;
-  for (int l = 0; l < s.levels; ++l) {
-    s.level[l] = const_cast<T*>(levels[l].const_data_ptr<T>());
-    s.h[l] = static_cast<int>(levels[l].size(1 + cube));
-    s.w[l] = static_cast<int>(levels[l].size(2 + cube));
-  }
-  return s;
-}
+using occ::ops::texture_stack;
 
 // Pixels [q0, q1) of the batch (image q / P, tracked incrementally: no division per pixel).
 template <int F, int BM, int CC, typename T>
@@ -85,7 +73,7 @@ at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tens
   const int64_t N = uv.size(0), P = uv.size(1) * uv.size(2), C = levels[0].size(levels[0].dim() - 1);
   auto out = at::empty({N, uv.size(1), uv.size(2), C}, uv.options());
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_forward_cpu", [&] {
-    const TexStack<scalar_t> s = make_stack<scalar_t>(levels);
+    const TexStack<scalar_t> s = texture_stack<scalar_t>(levels);
     const scalar_t* uvp = uv.const_data_ptr<scalar_t>();
     const scalar_t* dap = uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bp = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
@@ -128,7 +116,7 @@ std::vector<at::Tensor> texture_backward(const std::vector<at::Tensor>& levels, 
   auto grad_da = uv_da.defined() ? at::empty_like(uv_da) : at::zeros({0}, uv.options());
   auto grad_bias = bias.defined() ? at::empty_like(bias) : at::zeros({0}, uv.options());
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_backward_cpu", [&] {
-    const TexStack<scalar_t> s = make_stack<scalar_t>(levels);
+    const TexStack<scalar_t> s = texture_stack<scalar_t>(levels);
     const scalar_t* uvp = uv.const_data_ptr<scalar_t>();
     const scalar_t* dap = uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* bp = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;

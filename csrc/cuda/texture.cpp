@@ -10,32 +10,13 @@
 
 #include <vector>
 
+#include "cuda/glue.h"
 #include "cuda/texture.h"
 #include "cuda/texture_launch.h"
+#include "ops/texture_stack.h"
 
 namespace occ::cuda {
-namespace {
-
-template <typename T>
-TexStack<T> make_stack(const std::vector<at::Tensor>& levels, bool null_unused = false, int used = 0) {
-  TexStack<T> s{};
-  s.levels = static_cast<int>(levels.size());
-  const int cube = levels[0].dim() == 5 ? 1 : 0;  // [Nt, 6, S, S, C]
-  s.C = static_cast<int>(levels[0].size(3 + cube));
-  s.shared = levels[0].size(0) == 1 ? 1 : 0;
-  for (int l = 0; l < s.levels; ++l) {
-    s.level[l] = (null_unused && l >= used) ? nullptr : const_cast<T*>(levels[l].const_data_ptr<T>());
-    s.h[l] = static_cast<int>(levels[l].size(1 + cube));
-    s.w[l] = static_cast<int>(levels[l].size(2 + cube));
-  }
-  return s;
-}
-
-void check(cudaError_t err, const char* what) {
-  TORCH_CHECK(err == cudaSuccess, what, ": CUDA error: ", cudaGetErrorString(err));
-}
-
-}  // namespace
+using occ::ops::texture_stack;
 
 at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tensor& uv, const at::Tensor& uv_da,
                            const at::Tensor& bias, int64_t filter, int64_t boundary) {
@@ -44,7 +25,7 @@ at::Tensor texture_forward(const std::vector<at::Tensor>& levels, const at::Tens
   auto out = at::empty({N, uv.size(1), uv.size(2), C}, uv.options());
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_forward_cuda", [&] {
-    check(launch_texture_forward<scalar_t>(make_stack<scalar_t>(levels), uv.const_data_ptr<scalar_t>(),
+    check(launch_texture_forward<scalar_t>(texture_stack<scalar_t>(levels), uv.const_data_ptr<scalar_t>(),
                                            uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr,
                                            bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, N, P,
                                            static_cast<int>(filter), static_cast<int>(boundary),
@@ -68,7 +49,7 @@ std::vector<at::Tensor> texture_backward(const std::vector<at::Tensor>& levels, 
   auto stream = c10::cuda::getCurrentCUDAStream().stream();
   AT_DISPATCH_FLOATING_TYPES(uv.scalar_type(), "texture_backward_cuda", [&] {
     check(launch_texture_backward<scalar_t>(
-              make_stack<scalar_t>(levels), make_stack<scalar_t>(grads, true, used), uv.const_data_ptr<scalar_t>(),
+              texture_stack<scalar_t>(levels), texture_stack<scalar_t>(grads, used), uv.const_data_ptr<scalar_t>(),
               uv_da.defined() ? uv_da.const_data_ptr<scalar_t>() : nullptr,
               bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr, grad_out.const_data_ptr<scalar_t>(), N, P,
               static_cast<int>(filter), static_cast<int>(boundary), grad_uv.mutable_data_ptr<scalar_t>(),

@@ -602,7 +602,7 @@ def build_sh_shade(g: Gen, backward: bool):
 
 def build_texture(g: Gen, backward: bool):
     dtype = g.float_dtype()
-    n, nt = g.int(1, 3), 1
+    n = g.int(1, 3)
     nt = g.pick([1, n])
     cube = g.chance(0.3)
     h, w, c = g.pick([1, 2, 4, 8]), g.pick([1, 2, 4, 16]), g.int(1, 5)
